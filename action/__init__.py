@@ -1,0 +1,1 @@
+"""The GitHub Action front-end (see issue: plan comments, statuses, merge-to-deploy)."""

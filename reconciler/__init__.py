@@ -1,0 +1,1 @@
+"""The reconciler service front-end (see issue: continuous sync and drift detection)."""

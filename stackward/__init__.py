@@ -1,0 +1,1 @@
+"""stackward: an environments repo of ZenML and Terraform specs as the source of truth."""

@@ -1,0 +1,231 @@
+"""Cross-reference checks: every name a spec mentions must exist, with the right type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stackward.diagnostics import Diagnostic, Severity, display_path
+from stackward.resolve import Environment, Repo, Resource
+from stackward.schema import suggest
+from stackward.terraform_modules import (
+    SourceKind,
+    classify,
+    has_terraform_files,
+    is_pinned,
+    read_interface,
+)
+
+
+def check_references(env: Environment, repo: Repo) -> list[Diagnostic]:
+    """Dangling references between resources of one environment, and to other environments."""
+    out: list[Diagnostic] = []
+    connectors = env.of_kind("ServiceConnector")
+    components = env.of_kind("StackComponent")
+    infra = env.of_kind("Infrastructure")
+    for component in components.values():
+        name = component.spec.get("connector")
+        if isinstance(name, str) and name not in connectors:
+            out.append(
+                component.diagnostic(
+                    "reference.connector",
+                    f"StackComponent {component.name!r} uses connector {name!r}, which is not "
+                    f"declared in environment {env.name}",
+                    _missing_hint("ServiceConnector", name, connectors),
+                    ("spec", "connector"),
+                )
+            )
+    for stack in env.of_kind("Stack").values():
+        slots = stack.spec.get("components")
+        for slot, name in slots.items() if isinstance(slots, dict) else []:
+            path = ("spec", "components", slot)
+            target = components.get(name) if isinstance(name, str) else None
+            if isinstance(name, str) and target is None:
+                out.append(
+                    stack.diagnostic(
+                        "reference.component",
+                        f"Stack {stack.name!r} uses component {name!r} in slot {slot}, which is "
+                        f"not declared in environment {env.name}",
+                        _missing_hint("StackComponent", name, components),
+                        path,
+                    )
+                )
+            elif target is not None and target.spec.get("type") != slot:
+                out.append(
+                    stack.diagnostic(
+                        "reference.slot",
+                        f"slot {slot} of Stack {stack.name!r} holds {name!r}, whose type is "
+                        f"{target.spec.get('type')}",
+                        f"put {name!r} in the {target.spec.get('type')} slot, or name a "
+                        f"component of type {slot} here",
+                        path,
+                    )
+                )
+    for resource in env.resources:
+        for path, refs in resource.infra_refs.items():
+            for ref in refs:
+                target = infra.get(ref.name)
+                if target is None:
+                    out.append(
+                        resource.diagnostic(
+                            "reference.infra",
+                            f"{ref} names Infrastructure {ref.name!r}, which is not declared in "
+                            f"environment {env.name}",
+                            _missing_hint("Infrastructure", ref.name, infra),
+                            path,
+                        )
+                    )
+                    continue
+                outputs = target.spec.get("outputs") or []
+                if ref.output not in outputs:
+                    out.append(
+                        resource.diagnostic(
+                            "reference.infra",
+                            f"{ref}: Infrastructure {ref.name!r} declares no output {ref.output!r}",
+                            f"add {ref.output} to spec.outputs of Infrastructure {ref.name}, or "
+                            + (suggest(ref.output, outputs) or "declare its outputs"),
+                            path,
+                        )
+                    )
+    out.extend(_promotion(env, repo))
+    for module in infra.values():
+        out.extend(check_module_source(module, repo))
+    return out
+
+
+def _missing_hint(kind: str, name: str, existing: dict[str, Resource]) -> str:
+    close = suggest(name, existing) if existing else ""
+    if close.startswith("did you mean"):
+        return close
+    return f"declare a {kind} named {name!r} in this environment (or its base folder)"
+
+
+def _promotion(env: Environment, repo: Repo) -> list[Diagnostic]:
+    promotion = env.settings.get("promotion")
+    after = promotion.get("after") if isinstance(promotion, dict) else None
+    if not isinstance(after, str) or env.definition is None:
+        return []
+    path = ("spec", "promotion", "after")
+    if after == env.name:
+        return [
+            env.definition.diagnostic(
+                "reference.promotion",
+                f"environment {env.name} is promoted after itself",
+                "name the environment that must apply a change first (e.g. staging for prod)",
+                path,
+            )
+        ]
+    if after not in repo.environments:
+        return [
+            env.definition.diagnostic(
+                "reference.promotion",
+                f"promotion.after names environment {after!r}, which does not exist",
+                suggest(after, repo.environments),
+                path,
+            )
+        ]
+    return []
+
+
+def check_module_source(module: Resource, repo: Repo) -> list[Diagnostic]:
+    """The module source is local inside the repo (and declares what is used) or pinned."""
+    source = module.spec.get("source")
+    if not isinstance(source, str):
+        return []
+    version = module.spec.get("version")
+    kind = classify(source)
+    if kind is not SourceKind.LOCAL:
+        if is_pinned(source, version if isinstance(version, str) else None):
+            return []
+        hint = {
+            SourceKind.GIT: "pin the module: add ?ref=<tag or commit> to the git source",
+            SourceKind.REGISTRY: "pin the module: set spec.version to an exact version, e.g. 1.4.0",
+        }.get(
+            kind, "use a local path (./ or ../), a git source with ?ref=, or a registry source with version"
+        )
+        severity = Severity.ERROR if kind is not SourceKind.OTHER else Severity.WARNING
+        return [
+            module.diagnostic(
+                "infra.source",
+                f"module source {source!r} is not pinned; a plan could change without a spec change",
+                hint,
+                ("spec", "source"),
+                severity=severity,
+            )
+        ]
+    spec_file = module.location(("spec", "source"))
+    defined_in = Path(spec_file.file).resolve().parent if spec_file else module.files[-1].parent
+    folder = (defined_in / source).resolve()
+    if not folder.is_relative_to(repo.repo_root):
+        return [
+            module.diagnostic(
+                "infra.source",
+                f"module source {source!r} points outside the repository",
+                f"keep modules inside {display_path(repo.repo_root)}, e.g. in {display_path(repo.root / '_modules')}",
+                ("spec", "source"),
+            )
+        ]
+    if not folder.is_dir() or not has_terraform_files(folder):
+        return [
+            module.diagnostic(
+                "infra.source",
+                f"module folder {display_path(folder)} does not exist or holds no .tf files",
+                "local sources are relative to the file that sets spec.source",
+                ("spec", "source"),
+            )
+        ]
+    interface = read_interface(folder)
+    out = []
+    for index, output in enumerate(module.spec.get("outputs") or []):
+        if isinstance(output, str) and output not in interface.outputs:
+            out.append(
+                module.diagnostic(
+                    "infra.output",
+                    f"module {display_path(folder)} has no output {output!r}",
+                    suggest(output, interface.outputs) or "add the output block to the module",
+                    ("spec", "outputs", index),
+                )
+            )
+    variables = module.spec.get("variables")
+    for name in variables if isinstance(variables, dict) else []:
+        if name not in interface.variables:
+            out.append(
+                module.diagnostic(
+                    "infra.variable",
+                    f"module {display_path(folder)} has no variable {name!r}",
+                    suggest(name, interface.variables) or "add the variable block to the module",
+                    ("spec", "variables", name),
+                )
+            )
+    return out
+
+
+def check_promotion_cycles(environments: list[Environment]) -> list[Diagnostic]:
+    """Promotion order must be a chain without loops (dev -> staging -> prod)."""
+    after = {}
+    for env in environments:
+        promotion = env.settings.get("promotion")
+        target = promotion.get("after") if isinstance(promotion, dict) else None
+        if isinstance(target, str):
+            after[env.name] = target
+    out = []
+    reported: set[str] = set()
+    for env in environments:
+        seen = [env.name]
+        current = env.name
+        while current in after:
+            current = after[current]
+            if current in seen:
+                loop = seen[seen.index(current) :] + [current]
+                if not reported.intersection(loop) and env.definition is not None:
+                    reported.update(loop)
+                    out.append(
+                        env.definition.diagnostic(
+                            "reference.promotion",
+                            f"promotion order has a loop: {' -> '.join(reversed(loop))}",
+                            "one environment must come first: remove promotion.after from it",
+                            ("spec", "promotion", "after"),
+                        )
+                    )
+                break
+            seen.append(current)
+    return out

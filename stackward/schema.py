@@ -1,0 +1,159 @@
+"""JSON Schema of every spec kind, and translation of schema errors into diagnostics."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from stackward.diagnostics import Diagnostic, JsonPath
+from stackward.loader import SourceMap
+
+API_VERSION = "stackward.dev/v1alpha1"
+KINDS = ("Environment", "ServiceConnector", "StackComponent", "Stack", "Infrastructure")
+_JSON_TYPES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
+@cache
+def bundle() -> dict:
+    """The whole schema: every kind under $defs, dispatched on `kind`."""
+    text = resources.files("stackward.schemas").joinpath("stackward.schema.json").read_text()
+    return json.loads(text)
+
+
+def kind_schema(kind: str) -> dict:
+    """A standalone schema for one kind (references resolve inside it)."""
+    full = bundle()
+    return {
+        "$schema": full["$schema"],
+        "$id": full["$id"].replace("stackward.schema.json", f"{kind}.schema.json"),
+        "title": kind,
+        "$ref": f"#/$defs/{kind}",
+        "$defs": full["$defs"],
+    }
+
+
+@cache
+def _validator(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(kind_schema(kind))
+
+
+def suggest(word: str, options: Iterable[str]) -> str:
+    """'did you mean X?' when a close match exists, else the list of options."""
+    options = sorted(set(options))
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if not options:
+        return ""
+    shown = ", ".join(options[:20]) + (", …" if len(options) > 20 else "")
+    return f"expected one of: {shown}"
+
+
+def _describe(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _label(path: JsonPath) -> str:
+    return ".".join(str(p) for p in path) or "document"
+
+
+def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, str, str]]:
+    """(path, message, hint) for one schema error, phrased for a person editing YAML."""
+    path = (*base, *error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    hint = schema.get("x-hint", "")
+    keyword = error.validator
+    if keyword == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(schema.get("properties", {}))
+        patterns = schema.get("patternProperties", {})
+        out = []
+        for key in error.instance:
+            if key in allowed or any(re.search(p, key) for p in patterns):
+                continue
+            out.append(
+                ((*path, key), f"unknown key {key!r} in {_label(path)}", hint or suggest(key, allowed))
+            )
+        return out
+    if keyword == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return [(path, f"missing required key {missing!r} in {_label(path)}", hint or f"add {missing}:")]
+    if keyword == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        message = f"{_label(path)} must be {expected}, not {_describe(error.instance)}"
+        return [(path, message, hint or f"change the value to a {expected}")]
+    if keyword in ("enum", "const"):
+        options = error.validator_value if keyword == "enum" else [error.validator_value]
+        options = [str(o) for o in options]
+        message = f"{_label(path)}: {error.instance!r} is not allowed"
+        return [(path, message, hint or suggest(str(error.instance), options))]
+    if keyword == "pattern":
+        message = f"{_label(path)}: {error.instance!r} does not match {error.validator_value}"
+        return [(path, message, hint or "change the value to match the pattern")]
+    if keyword in ("not", "false"):
+        return [(path, f"{_label(path)} is not allowed here", hint or "remove it")]
+    if keyword in ("minProperties", "maxProperties") and "fromEnv" in schema.get("properties", {}):
+        return [(path, f"{_label(path)} needs exactly one of fromEnv or fromZenmlSecret", hint)]
+    if keyword == "dependentRequired":
+        return [(path, error.message.replace("is a dependency of", "is required by"), hint)]
+    if keyword in ("oneOf", "anyOf") and error.context:
+        best = min(error.context, key=lambda e: (-len(e.absolute_path), e.validator == "type"))
+        return _translate(best, base)
+    return [(path, f"{_label(path)}: {error.message}", hint)]
+
+
+def schema_diagnostics(
+    validator: Draft202012Validator,
+    instance: Any,
+    positions: SourceMap,
+    *,
+    base: JsonPath = (),
+    code: str = "schema",
+    skip: Callable[[JsonPath], bool] | None = None,
+) -> list[Diagnostic]:
+    """Validate `instance` (found at `base` in a document) and explain every error."""
+    out: list[Diagnostic] = []
+    for error in validator.iter_errors(instance):
+        for path, message, hint in _translate(error, base):
+            if skip and skip(path):
+                continue
+            out.append(Diagnostic(code, message, hint, positions.find(path), path))
+    return out
+
+
+def validate_document(data: Any, positions: SourceMap) -> list[Diagnostic]:
+    """Check one document's shape: a mapping of a known kind that meets that kind's schema."""
+    start = positions.find(())
+    if not isinstance(data, dict):
+        return [
+            Diagnostic(
+                "schema.document",
+                f"document is {_describe(data)}; each document must be a mapping",
+                "write apiVersion, kind, metadata and spec as keys at the top level",
+                start,
+            )
+        ]
+    kind = data.get("kind")
+    if kind not in KINDS:
+        if kind is None:
+            message, hint = "document has no 'kind'", f"add kind: one of {', '.join(KINDS)}"
+        else:
+            message, hint = f"unknown kind {kind!r}", suggest(str(kind), KINDS)
+        return [Diagnostic("schema.kind", message, hint, positions.find(("kind",)), ("kind",))]
+    return schema_diagnostics(_validator(kind), data, positions)

@@ -1,0 +1,215 @@
+"""ZenML's flavor and service-connector schemas, taken from the installed `zenml` package.
+
+Importing zenml takes seconds, so the catalog is built once per installed zenml version in
+a subprocess (which also keeps ZenML's process-wide configuration out of ours) and cached
+as JSON on disk: `$STACKWARD_CACHE_DIR`, else `$XDG_CACHE_HOME/stackward`, else
+`~/.cache/stackward`, file `zenml-catalog-<version>.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+CATALOG_FORMAT = 1
+REQUIRED_SLOTS = ("orchestrator", "artifact_store")
+SECRET_REFERENCE = r"^\{\{\s*\S+?\.\S+\s*\}\}$"  # ZenML's {{secret_name.key}}
+
+
+class CatalogError(Exception):
+    """The ZenML catalog could not be built (zenml missing or broken)."""
+
+
+@dataclass(frozen=True)
+class FlavorInfo:
+    type: str
+    name: str
+    schema: dict
+    secret_fields: tuple[str, ...]
+    connector_type: str | None
+    resource_type: str | None
+
+
+@dataclass(frozen=True)
+class AuthMethodInfo:
+    name: str
+    schema: dict
+    secret_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConnectorTypeInfo:
+    type: str
+    resource_types: tuple[str, ...]
+    auth_methods: dict[str, AuthMethodInfo]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    zenml_version: str
+    component_types: tuple[str, ...]
+    flavors: dict[str, dict[str, FlavorInfo]]
+    connectors: dict[str, ConnectorTypeInfo]
+
+    @classmethod
+    def from_json(cls, data: dict) -> Catalog:
+        flavors = {
+            ctype: {name: FlavorInfo(**info) for name, info in by_name.items()}
+            for ctype, by_name in data["flavors"].items()
+        }
+        connectors = {
+            ctype: ConnectorTypeInfo(
+                ctype,
+                tuple(info["resource_types"]),
+                {m: AuthMethodInfo(**a) for m, a in info["auth_methods"].items()},
+            )
+            for ctype, info in data["connectors"].items()
+        }
+        return cls(data["zenml_version"], tuple(data["component_types"]), flavors, connectors)
+
+
+def cache_dir() -> Path:
+    """Where stackward keeps caches."""
+    if os.environ.get("STACKWARD_CACHE_DIR"):
+        return Path(os.environ["STACKWARD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "stackward"
+
+
+def zenml_version() -> str:
+    try:
+        return metadata.version("zenml")
+    except metadata.PackageNotFoundError:
+        raise CatalogError(
+            "the zenml package is not installed; install stackward with its dependencies"
+        ) from None
+
+
+def catalog_path() -> Path:
+    return cache_dir() / f"zenml-catalog-{zenml_version()}-v{CATALOG_FORMAT}.json"
+
+
+@cache
+def load_catalog() -> Catalog:
+    """The catalog for the installed zenml, building it on first use."""
+    path = catalog_path()
+    if not path.exists():
+        _build_in_subprocess(path)
+    return Catalog.from_json(json.loads(path.read_text()))
+
+
+def _build_in_subprocess(path: Path) -> None:
+    print(
+        f"stackward: reading flavor schemas from zenml {zenml_version()} (once; cached in {path})",
+        file=sys.stderr,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stackward-zenml-") as config_dir:
+        env = {
+            **os.environ,
+            "ZENML_CONFIG_PATH": config_dir,
+            "ZENML_ANALYTICS_OPT_IN": "false",
+            "ZENML_LOGGING_VERBOSITY": "ERROR",
+            "PYTHONWARNINGS": "ignore",
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "stackward.zenml_catalog", str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    if proc.returncode != 0 or not path.exists():
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise CatalogError(f"could not read flavor schemas from zenml:\n{tail}")
+
+
+def _secret_fields(model: Any) -> tuple[str, ...]:
+    from zenml.utils.secret_utils import is_secret_field
+
+    return tuple(sorted(n for n, f in model.model_fields.items() if is_secret_field(f)))
+
+
+def _flavor_schema(flavor: Any) -> dict:
+    schema = dict(flavor.config_schema)
+    properties = schema.get("properties", {})
+    # ZenML ignores unknown configuration keys silently; a typo would vanish. Reject them
+    # unless the flavor accepts extra keys on purpose.
+    schema.setdefault("additionalProperties", False)
+    schemes = getattr(flavor.config_class, "SUPPORTED_SCHEMES", None)
+    if schemes and "path" in properties and all(schemes):
+        # Artifact stores check their path scheme in a validator the JSON schema lacks.
+        alternatives = "|".join(sorted(s.replace(".", r"\.") for s in schemes))
+        properties["path"] = {
+            **properties["path"],
+            "pattern": f"^({alternatives})",
+            "x-hint": f"the path must start with {' or '.join(sorted(schemes))}",
+        }
+    return schema
+
+
+def build_catalog() -> dict:
+    """Read flavors and connector types from the installed zenml (slow: imports zenml)."""
+    from zenml.enums import StackComponentType
+    from zenml.service_connectors.service_connector_registry import service_connector_registry
+    from zenml.stack.flavor_registry import FlavorRegistry
+
+    registry = FlavorRegistry()
+    flavors: dict[str, dict[str, dict]] = {}
+    for flavor_class in [*registry.builtin_flavors, *registry.integration_flavors]:
+        flavor = flavor_class()
+        name = str(getattr(flavor.name, "value", flavor.name))
+        requirements = flavor.service_connector_requirements
+        flavors.setdefault(flavor.type.value, {})[name] = {
+            "type": flavor.type.value,
+            "name": name,
+            "schema": _flavor_schema(flavor),
+            "secret_fields": _secret_fields(flavor.config_class),
+            "connector_type": requirements.connector_type if requirements else None,
+            "resource_type": requirements.resource_type if requirements else None,
+        }
+    connectors = {}
+    for spec in service_connector_registry.list_service_connector_types():
+        connectors[spec.connector_type] = {
+            "resource_types": [r.resource_type for r in spec.resource_types],
+            "auth_methods": {
+                m.auth_method: {
+                    "name": m.auth_method,
+                    "schema": m.config_schema,
+                    "secret_fields": tuple(
+                        sorted(
+                            k
+                            for k, v in m.config_schema.get("properties", {}).items()
+                            if v.get("format") == "password" or v.get("writeOnly")
+                        )
+                    ),
+                }
+                for m in spec.auth_methods
+            },
+        }
+    return {
+        "format": CATALOG_FORMAT,
+        "zenml_version": zenml_version(),
+        "component_types": [t.value for t in StackComponentType],
+        "flavors": flavors,
+        "connectors": connectors,
+    }
+
+
+def _write(path: Path) -> None:
+    data = build_catalog()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    tmp.replace(path)  # atomic: concurrent runs never read half a file
+
+
+if __name__ == "__main__":
+    _write(Path(sys.argv[1]))
