@@ -215,7 +215,7 @@ def check_promotion_cycles(environments: list[Environment]) -> list[Diagnostic]:
         while current in after:
             current = after[current]
             if current in seen:
-                loop = seen[seen.index(current) :] + [current]
+                loop = [*seen[seen.index(current) :], current]
                 if not reported.intersection(loop) and env.definition is not None:
                     reported.update(loop)
                     out.append(

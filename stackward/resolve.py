@@ -98,9 +98,9 @@ def _spec_files(folder: Path) -> list[Path]:
 
 def _is_environment_folder(folder: Path) -> bool:
     for path in folder.iterdir():
-        if path.suffix in SPEC_SUFFIXES and path.is_file() and path.stat().st_size < 1024 * 1024:
-            if _ENVIRONMENT_DOC.search(path.read_text(errors="replace")):
-                return True
+        small_spec = path.suffix in SPEC_SUFFIXES and path.is_file() and path.stat().st_size < 1024 * 1024
+        if small_spec and _ENVIRONMENT_DOC.search(path.read_text(errors="replace")):
+            return True
     return False
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 _BLOCK = re.compile(r'^\s*(variable|output)\s+"([^"]+)"', re.MULTILINE)
@@ -13,7 +13,7 @@ _REGISTRY = re.compile(r"^([a-z0-9.-]+/)?[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/[A-Za-z0-
 _GIT_PREFIXES = ("git::", "github.com/", "bitbucket.org/", "git@")
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     LOCAL = "local"
     GIT = "git"
     REGISTRY = "registry"

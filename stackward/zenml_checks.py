@@ -212,7 +212,7 @@ def check_connector(connector: Resource, catalog: Catalog) -> list[Diagnostic]:
                     ("spec", "configuration", name),
                 )
             )
-    for index, name in enumerate(secrets):
+    for name in secrets:
         if name not in method.secret_fields:
             where = "configuration" if name in method.schema.get("properties", {}) else None
             out.append(
