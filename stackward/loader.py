@@ -106,7 +106,7 @@ class _Converter:
                 f"file expands to more than {MAX_NODES_PER_FILE:,} YAML nodes",
                 "YAML anchors and aliases may multiply a document; write the values out "
                 "or move shared settings to the base folder",
-                path,
+                path[:4],
             )
         if depth > MAX_DEPTH:
             self.fail(
@@ -114,7 +114,7 @@ class _Converter:
                 "yaml.too-deep",
                 f"nesting is deeper than {MAX_DEPTH} levels",
                 "flatten the structure; a recursive alias also causes this",
-                path,
+                path[:4],
             )
         if isinstance(node, yaml.ScalarNode):
             build = _SCALARS.get(node.tag)

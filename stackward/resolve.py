@@ -275,7 +275,7 @@ class Resolver:
                 name = interpolate(doc.name, ctx, doc.positions, ("metadata", "name"))
                 key = (doc.kind, str(name.value))
                 if key in layer:
-                    first = layer[key].start
+                    first = layer[key].positions.find(("metadata", "name"))
                     diagnostics.append(
                         Diagnostic(
                             "spec.duplicate",

@@ -18,6 +18,15 @@ from stackward.loader import SourceMap
 
 API_VERSION = "stackward.dev/v1alpha1"
 KINDS = ("Environment", "ServiceConnector", "StackComponent", "Stack", "Infrastructure")
+_SCHEMA_TYPES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "boolean": "a boolean (true/false)",
+    "integer": "an integer",
+    "number": "a number",
+    "null": "null",
+}
 _JSON_TYPES = {
     dict: "a mapping",
     list: "a list",
@@ -95,9 +104,10 @@ def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, s
         return [(path, f"missing required key {missing!r} in {_label(path)}", hint or f"add {missing}:")]
     if keyword == "type":
         expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        expected = expected if isinstance(expected, list) else [expected]
+        expected = " or ".join(_SCHEMA_TYPES.get(t, t) for t in expected)
         message = f"{_label(path)} must be {expected}, not {_describe(error.instance)}"
-        return [(path, message, hint or f"change the value to a {expected}")]
+        return [(path, message, hint or f"change the value to {expected}")]
     if keyword in ("enum", "const"):
         options = error.validator_value if keyword == "enum" else [error.validator_value]
         options = [str(o) for o in options]

@@ -1,0 +1,74 @@
+"""Shared fixtures: a ZenML catalog built once per session, repos on disk, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from stackward.cli import main
+from stackward.zenml_catalog import load_catalog
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "environments"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def catalog(tmp_path_factory: pytest.TempPathFactory):
+    """The catalog of the installed zenml, built from scratch into a private cache."""
+    os.environ["STACKWARD_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    load_catalog.cache_clear()
+    return load_catalog()
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Path:
+    """A private copy of the example environments folder."""
+    target = tmp_path / "environments"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+
+def write(root: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return root
+
+
+@dataclass
+class Result:
+    exit_code: int
+    output: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.output)
+
+    def findings(self, code: str | None = None) -> list[dict]:
+        return [d for d in self.json["diagnostics"] if code is None or d["code"] == code]
+
+
+def run(*args: str) -> Result:
+    """Run the stackward CLI in-process, as a user would from a shell."""
+    result = CliRunner().invoke(main, list(args))
+    output = result.output  # stdout and stderr as the user sees them
+    assert "Traceback" not in output
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Result(result.exit_code, output)
+
+
+def validate_json(path: Path, *args: str) -> Result:
+    result = CliRunner().invoke(main, ["validate", str(path), "--format", "json", *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Result(result.exit_code, result.stdout)

@@ -1,0 +1,183 @@
+"""Cross-references, inheritance and Terraform module sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import validate_json, write
+
+HEAD = "apiVersion: stackward.dev/v1alpha1\n"
+
+
+def only(result, code):
+    found = result.findings(code)
+    assert len(found) == 1, result.output
+    return found[0]
+
+
+def test_stack_naming_an_undeclared_component(examples: Path):
+    stack = (
+        (examples / "local/stack.yaml")
+        .read_text()
+        .replace("orchestrator: local-orchestrator", "orchestrator: local-orchestrater")
+    )
+    write(examples, {"local/stack.yaml": stack})
+    result = validate_json(examples, "--env", "local")
+    finding = only(result, "reference.component")
+    assert finding["line"] == 27
+    assert finding["path"] == "$.spec.components.orchestrator"
+    assert finding["hint"] == "did you mean 'local-orchestrator'?"
+
+
+def test_component_in_the_wrong_slot(examples: Path):
+    stack = (
+        (examples / "local/stack.yaml")
+        .read_text()
+        .replace("orchestrator: local-orchestrator", "orchestrator: local-artifact-store")
+    )
+    write(examples, {"local/stack.yaml": stack})
+    finding = only(validate_json(examples, "--env", "local"), "reference.slot")
+    assert "whose type is artifact_store" in finding["message"]
+
+
+def test_component_naming_an_undeclared_connector(examples: Path):
+    write(
+        examples,
+        {
+            "dev/extra.yaml": HEAD + "kind: StackComponent\nmetadata: {name: dev-extra}\n"
+            "spec:\n  type: image_builder\n  flavor: local\n  connector: dev-gpc\n"
+        },
+    )
+    finding = only(validate_json(examples, "--env", "dev"), "reference.connector")
+    assert finding["line"] == 7
+    assert finding["hint"] == "did you mean 'dev-gcp'?"
+
+
+def test_infra_reference_to_undeclared_output_and_module(examples: Path):
+    write(
+        examples,
+        {
+            "local/extra.yaml": HEAD + "kind: StackComponent\nmetadata: {name: local-ib}\n"
+            "spec:\n  type: image_builder\n  flavor: local\n  configuration:\n"
+            "    use_subprocess_call: false\n---\n" + HEAD + "kind: StackComponent\n"
+            "metadata: {name: local-store2}\nspec:\n  type: artifact_store\n  flavor: local\n"
+            "  configuration:\n    path: ${infra.base.artifact_dir}\n---\n"
+            + HEAD
+            + "kind: StackComponent\nmetadata: {name: local-store3}\nspec:\n  type: artifact_store\n"
+            "  flavor: local\n  configuration:\n    path: ${infra.nothere.path}\n"
+        },
+    )
+    result = validate_json(examples, "--env", "local")
+    messages = sorted(d["message"] for d in result.findings("reference.infra"))
+    assert messages == [
+        "${infra.base.artifact_dir}: Infrastructure 'base' declares no output 'artifact_dir'",
+        "${infra.nothere.path} names Infrastructure 'nothere', which is not declared in environment local",
+    ]
+
+
+def test_unknown_variable_names_the_environment_and_suggests(examples: Path):
+    infra = (
+        (examples / "local/infrastructure.yaml")
+        .read_text()
+        .replace("${var.artifact_root}", "${var.artifact_rot}")
+    )
+    write(examples, {"local/infrastructure.yaml": infra})
+    result = validate_json(examples, "--env", "local")
+    finding = only(result, "reference.variable")
+    assert finding["message"] == "unknown reference ${var.artifact_rot}"
+    assert finding["hint"] == "did you mean 'var.artifact_root'?"
+    assert finding["line"] == 10
+    assert len(result.findings()) == 1  # no follow-on noise at the same value
+
+
+def test_duplicate_names_within_an_environment(examples: Path):
+    write(
+        examples,
+        {
+            "local/dup.yaml": HEAD + "kind: StackComponent\nmetadata: {name: local-orchestrator}\n"
+            "spec: {type: orchestrator, flavor: local}\n"
+        },
+    )
+    finding = only(validate_json(examples, "--env", "local"), "spec.duplicate")
+    # Files are read in name order: dup.yaml comes first, so stack.yaml holds the duplicate.
+    assert finding["file"].endswith("local/stack.yaml")
+    assert finding["line"] == 15
+    assert "first defined at" in finding["message"] and "dup.yaml:3" in finding["message"]
+
+
+def test_base_error_is_reported_once_for_every_environment_using_it(examples: Path):
+    stack = (examples / "_base/stack.yaml").read_text().replace("components:", "componets:")
+    write(examples, {"_base/stack.yaml": stack})
+    result = validate_json(examples)
+    unknown = [d for d in result.findings("schema") if "componets" in d["message"]]
+    assert len(unknown) == 1
+    assert unknown[0]["environments"] == ["dev", "prod", "staging"]
+    assert unknown[0]["hint"] == "did you mean 'components'?"
+
+
+def test_override_is_a_merge_patch_on_the_base_document(examples: Path):
+    write(
+        examples,
+        {
+            "dev/orchestrator.yaml": HEAD + "kind: StackComponent\nmetadata:\n"
+            "  name: dev-orchestrator\nspec:\n  configuration:\n    location: us-central1\n"
+        },
+    )
+    result = validate_json(examples, "--env", "dev")
+    assert result.exit_code == 0, result.output
+    from stackward.resolve import Resolver, discover
+
+    repo, _ = discover(examples)
+    orchestrator = Resolver(repo).resolve("dev").of_kind("StackComponent")["dev-orchestrator"]
+    assert orchestrator.spec["flavor"] == "vertex"  # inherited
+    assert orchestrator.spec["configuration"]["location"] == "us-central1"  # overridden
+    assert orchestrator.location(("spec", "configuration", "location")).file.endswith("dev/orchestrator.yaml")
+
+
+def test_unknown_base_folder(examples: Path):
+    env = (examples / "dev/environment.yaml").read_text().replace("bases: [_base]", "bases: [_bsae]")
+    write(examples, {"dev/environment.yaml": env})
+    finding = only(validate_json(examples, "--env", "dev"), "reference.base")
+    assert finding["hint"] == "did you mean '_base'?"
+
+
+def test_promotion_to_unknown_environment_and_loops(examples: Path):
+    staging = (examples / "staging/environment.yaml").read_text().replace("after: dev", "after: prod")
+    write(examples, {"staging/environment.yaml": staging})
+    loop = only(validate_json(examples), "reference.promotion")
+    assert "loop" in loop["message"] and "prod" in loop["message"] and "staging" in loop["message"]
+    prod = (examples / "prod/environment.yaml").read_text().replace("after: staging", "after: stagin")
+    write(examples, {"prod/environment.yaml": prod})
+    finding = only(validate_json(examples, "--env", "prod"), "reference.promotion")
+    assert finding["hint"] == "did you mean 'staging'?"
+
+
+def test_module_source_checks(examples: Path):
+    cases = {
+        "git::https://example.com/m.git": "add ?ref=",
+        "terraform-google-modules/network/google": "set spec.version",
+        "../../../outside": "outside the repository",
+        "../_modules/nothere": "does not exist",
+    }
+    for source, words in cases.items():
+        infra = (examples / "local/infrastructure.yaml").read_text().replace("../_modules/local-base", source)
+        write(examples, {"local/infrastructure.yaml": infra})
+        result = validate_json(examples, "--env", "local")
+        text = " ".join(d["message"] + " " + d["hint"] for d in result.findings("infra.source"))
+        assert words in text, (source, result.output)
+        write(examples, {"local/infrastructure.yaml": infra.replace(source, "../_modules/local-base")})
+    pinned = infra.replace(source, "git::https://example.com/m.git?ref=v1.2.0")
+    write(examples, {"local/infrastructure.yaml": pinned})
+    assert not validate_json(examples, "--env", "local").findings("infra.source")
+
+
+def test_module_interface_is_checked_for_local_sources(examples: Path):
+    infra = (examples / "local/infrastructure.yaml").read_text()
+    infra = infra.replace("- artifact_path", "- artifact_pth").replace(
+        "environment: ${env.name}", "enviroment: x"
+    )
+    infra = infra.replace("${infra.base.artifact_path}", "${infra.base.artifact_pth}")
+    write(examples, {"local/infrastructure.yaml": infra})
+    result = validate_json(examples, "--env", "local")
+    assert only(result, "infra.output")["hint"] == "did you mean 'artifact_path'?"
+    assert only(result, "infra.variable")["hint"] == "did you mean 'environment'?"
