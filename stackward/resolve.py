@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,16 @@ class Environment:
     def settings(self) -> dict:
         return self.definition.spec if self.definition else {}
 
+    @cached_property
+    def _by_kind(self) -> dict[str, dict[str, Resource]]:
+        index: dict[str, dict[str, Resource]] = {}
+        for resource in self.resources:
+            index.setdefault(resource.kind, {})[resource.name] = resource
+        return index
+
     def of_kind(self, kind: str) -> dict[str, Resource]:
-        return {r.name: r for r in self.resources if r.kind == kind}
+        """Resources of one kind by name."""
+        return self._by_kind.get(kind, {})
 
 
 @dataclass

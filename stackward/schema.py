@@ -10,6 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -57,9 +58,26 @@ def kind_schema(kind: str) -> dict:
     }
 
 
+class SchemaChecker:
+    """A compiled Draft 2020-12 validator that answers "valid?" fast, and the `jsonschema`
+    validator that explains what is wrong when the answer is no."""
+
+    def __init__(self, schema: dict):
+        self.explainer = Draft202012Validator(schema)
+        try:
+            self.gate: Any = jsonschema_rs.validator_for(schema)
+        except ValueError:  # a pattern outside the compiled engine's regex dialect
+            self.gate = None
+
+    def is_valid(self, instance: Any) -> bool:
+        if self.gate is not None:
+            return self.gate.is_valid(instance)
+        return self.explainer.is_valid(instance)
+
+
 @cache
-def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(kind_schema(kind))
+def _checker(kind: str) -> SchemaChecker:
+    return SchemaChecker(kind_schema(kind))
 
 
 def suggest(word: str, options: Iterable[str]) -> str:
@@ -129,7 +147,7 @@ def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, s
 
 
 def schema_diagnostics(
-    validator: Draft202012Validator,
+    checker: SchemaChecker,
     instance: Any,
     positions: SourceMap,
     *,
@@ -138,8 +156,10 @@ def schema_diagnostics(
     skip: Callable[[JsonPath], bool] | None = None,
 ) -> list[Diagnostic]:
     """Validate `instance` (found at `base` in a document) and explain every error."""
+    if checker.is_valid(instance):
+        return []
     out: list[Diagnostic] = []
-    for error in validator.iter_errors(instance):
+    for error in checker.explainer.iter_errors(instance):
         for path, message, hint in _translate(error, base):
             if skip and skip(path):
                 continue
@@ -166,4 +186,4 @@ def validate_document(data: Any, positions: SourceMap) -> list[Diagnostic]:
         else:
             message, hint = f"unknown kind {kind!r}", suggest(str(kind), KINDS)
         return [Diagnostic("schema.kind", message, hint, positions.find(("kind",)), ("kind",))]
-    return schema_diagnostics(_validator(kind), data, positions)
+    return schema_diagnostics(_checker(kind), data, positions)

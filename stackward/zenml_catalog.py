@@ -62,14 +62,20 @@ class Catalog:
     @classmethod
     def from_json(cls, data: dict) -> Catalog:
         flavors = {
-            ctype: {name: FlavorInfo(**info) for name, info in by_name.items()}
+            ctype: {
+                name: FlavorInfo(**{**info, "secret_fields": tuple(info["secret_fields"])})
+                for name, info in by_name.items()
+            }
             for ctype, by_name in data["flavors"].items()
         }
         connectors = {
             ctype: ConnectorTypeInfo(
                 ctype,
                 tuple(info["resource_types"]),
-                {m: AuthMethodInfo(**a) for m, a in info["auth_methods"].items()},
+                {
+                    m: AuthMethodInfo(a["name"], a["schema"], tuple(a["secret_fields"]))
+                    for m, a in info["auth_methods"].items()
+                },
             )
             for ctype, info in data["connectors"].items()
         }

@@ -10,26 +10,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from stackward.diagnostics import Diagnostic, JsonPath
 from stackward.interpolation import has_placeholder
 from stackward.resolve import Environment, Resource
-from stackward.schema import schema_diagnostics, suggest
+from stackward.schema import SchemaChecker, schema_diagnostics, suggest
 from stackward.zenml_catalog import REQUIRED_SLOTS, SECRET_REFERENCE, Catalog
 
 _SECRET_REFERENCE = re.compile(SECRET_REFERENCE)
 
 
-_validators: dict[tuple[str, ...], Draft202012Validator] = {}
+_checkers: dict[tuple[str, ...], SchemaChecker] = {}
 
 
-def _validator(key: tuple[str, ...], schema: dict, secret_fields: tuple[str, ...]) -> Draft202012Validator:
-    """One compiled validator per flavor or auth method, secret fields taken out."""
-    if key not in _validators:
+def _checker(key: tuple[str, ...], schema: dict, secret_fields: tuple[str, ...]) -> SchemaChecker:
+    """One compiled checker per flavor or auth method, secret fields taken out."""
+    if key not in _checkers:
         schema = {"additionalProperties": False, **_without(schema, secret_fields)}
-        _validators[key] = Draft202012Validator(schema)
-    return _validators[key]
+        _checkers[key] = SchemaChecker(schema)
+    return _checkers[key]
 
 
 def _without(schema: dict, fields: tuple[str, ...]) -> dict:
@@ -45,7 +43,7 @@ def _without(schema: dict, fields: tuple[str, ...]) -> dict:
 
 
 def _validate_config(
-    resource: Resource, validator: Draft202012Validator, config: Any, base: JsonPath, code: str
+    resource: Resource, checker: SchemaChecker, config: Any, base: JsonPath, code: str
 ) -> list[Diagnostic]:
     def unknown_until_apply(path: JsonPath) -> bool:
         value: Any = resource.data
@@ -57,7 +55,7 @@ def _validate_config(
         return has_placeholder(value)
 
     return schema_diagnostics(
-        validator, config, resource.positions, base=base, code=code, skip=unknown_until_apply
+        checker, config, resource.positions, base=base, code=code, skip=unknown_until_apply
     )
 
 
@@ -100,9 +98,9 @@ def check_component(component: Resource, env: Environment, catalog: Catalog) -> 
                     ("spec", "configuration", name),
                 )
             )
-    validator = _validator(("flavor", ctype, flavor_name), flavor.schema, flavor.secret_fields)
+    checker = _checker(("flavor", ctype, flavor_name), flavor.schema, flavor.secret_fields)
     public = {k: v for k, v in config.items() if k not in flavor.secret_fields}
-    out += _validate_config(component, validator, public, ("spec", "configuration"), "zenml.config")
+    out += _validate_config(component, checker, public, ("spec", "configuration"), "zenml.config")
     out += _check_connector_fit(component, flavor.connector_type, flavor.resource_type, env, catalog)
     return out
 
@@ -236,8 +234,8 @@ def check_connector(connector: Resource, catalog: Catalog) -> list[Diagnostic]:
                 )
             )
     public = {k: v for k, v in config.items() if k not in method.secret_fields}
-    validator = _validator(("auth", ctype, method_name), method.schema, method.secret_fields)
-    out += _validate_config(connector, validator, public, ("spec", "configuration"), "zenml.auth-config")
+    checker = _checker(("auth", ctype, method_name), method.schema, method.secret_fields)
+    out += _validate_config(connector, checker, public, ("spec", "configuration"), "zenml.auth-config")
     return out
 
 
