@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackward.diagnostics import Diagnostic, Severity, merge_diagnostics
+from stackward.policy.check import PolicyOptions, PolicyOutcome, check_policies
 from stackward.references import check_promotion_cycles, check_references
 from stackward.resolve import Environment, Repo, Resolver, UsageError, discover
 from stackward.schema import suggest
@@ -24,6 +25,7 @@ class Report:
     repo: Repo
     environments: list[Environment]
     diagnostics: list[Diagnostic]
+    policy: PolicyOutcome | None = None
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -65,8 +67,14 @@ def _without_echoes(found: list[Diagnostic]) -> list[Diagnostic]:
     return [d for d in found if d.code == "reference.variable" or (d.location, d.path) not in unresolved]
 
 
-def validate(path: Path, only: str | None = None, catalog: Catalog | None = None) -> Report:
-    """Validate the environments under `path` (or the single environment folder `path`)."""
+def validate(
+    path: Path,
+    only: str | None = None,
+    catalog: Catalog | None = None,
+    policy: PolicyOptions | None = None,
+) -> Report:
+    """Validate the environments under `path` (or the single environment folder `path`),
+    then evaluate the policies (when `policy` is given) on those that validated clean."""
     repo, selected = discover(path)
     names = select_environments(repo, selected, only)
     catalog = catalog or load_catalog()
@@ -78,4 +86,10 @@ def validate(path: Path, only: str | None = None, catalog: Catalog | None = None
         found += [d.for_environment(env.name) for d in _without_echoes(env_found)]
     if len(environments) == len(repo.environments):
         found += check_promotion_cycles(environments)
-    return Report(repo, environments, merge_diagnostics(found))
+    outcome = None
+    if policy is not None:
+        failed = {env for d in found if d.is_error for env in d.environments}
+        clean = [env for env in environments if env.name not in failed]
+        outcome = check_policies(clean, repo, policy)
+        found += outcome.diagnostics
+    return Report(repo, environments, merge_diagnostics(found), outcome)

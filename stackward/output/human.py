@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stackward.diagnostics import Diagnostic, format_json_path
+from stackward.diagnostics import Diagnostic, Severity, format_json_path
 from stackward.validation import Report
 
 
@@ -18,7 +18,7 @@ def _where(diag: Diagnostic) -> str:
 
 
 def render_diagnostic(diag: Diagnostic) -> str:
-    colour = "red" if diag.is_error else "yellow"
+    colour = {"error": "red", "warning": "yellow"}.get(diag.severity.value, "cyan")
     head = click.style(diag.severity.value, fg=colour, bold=True)
     envs = f" ({', '.join(diag.environments)})" if diag.environments else ""
     lines = [f"{_where(diag)}{head}: {diag.message} [{diag.code}]{envs}"]
@@ -35,7 +35,7 @@ def render(report: Report) -> str:
     for env in report.environments:
         found = report.for_environment(env.name)
         errors = sum(d.is_error for d in found)
-        warnings = len(found) - errors
+        warnings = sum(d.severity is Severity.WARNING for d in found)
         count = f"{len(env.resources)} resources"
         if errors:
             status = click.style(f"✗ {errors} error(s), {warnings} warning(s)", fg="red")
@@ -44,6 +44,8 @@ def render(report: Report) -> str:
         else:
             status = click.style("✓ valid", fg="green")
         blocks.append(f"{env.name.ljust(width)}  {status} · {count}")
+    if report.policy is not None:
+        blocks.append(f"policies: {report.policy.source}, {report.policy.engine} engine")
     errors = len(report.errors)
     if errors:
         blocks.append(click.style(f"{errors} error(s); nothing was applied.", fg="red", bold=True))

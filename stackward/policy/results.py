@@ -1,0 +1,109 @@
+"""From the namespace document an engine returns to findings, the conftest way.
+
+Rules named `deny`, `violation` (blocking) and `warn` (advisory), or starting with
+`deny_`, `violation_`, `warn_`, are collected from every package under the namespace.
+Each result is a string or an object with `msg` and optional `resource`, `fix`,
+`policy_id`. `exception` rules waive rules of their package by name suffix, as in
+conftest: `exception contains ["prod_keys"] if {...}` waives `deny_prod_keys`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from stackward.diagnostics import Diagnostic, Severity
+from stackward.resolve import Environment, Resource
+
+_RULE = re.compile(r"^(deny|violation|warn)(?:_([A-Za-z0-9_]+))?$")
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """One rule result."""
+
+    package: str
+    rule: str
+    blocking: bool
+    msg: str
+    resource: Any = None
+    fix: str = ""
+    policy_id: str = ""
+    waived: bool = False
+
+    @property
+    def code(self) -> str:
+        return f"policy.{self.policy_id or self.package + '.' + self.rule}"
+
+
+def _results(package: str, rule: str, values: list, waived: bool) -> list[PolicyResult]:
+    blocking = not rule.startswith("warn")
+    out = []
+    for value in values:
+        if isinstance(value, dict):
+            msg = value.get("msg")
+            out.append(
+                PolicyResult(
+                    package,
+                    rule,
+                    blocking,
+                    str(msg) if msg is not None else f"{rule} result without msg: {value}",
+                    value.get("resource"),
+                    str(value.get("fix") or ""),
+                    str(value.get("policy_id") or ""),
+                    waived,
+                )
+            )
+        else:
+            out.append(PolicyResult(package, rule, blocking, str(value), waived=waived))
+    return out
+
+
+def collect(namespace: str, document: Any) -> list[PolicyResult]:
+    """Every deny/violation/warn result below `data.<namespace>`."""
+    out: list[PolicyResult] = []
+    if not isinstance(document, dict):
+        return out
+    waived: set[str] = set()
+    for entry in document.get("exception") or []:
+        if isinstance(entry, list):
+            waived.update(str(name) for name in entry)
+        elif isinstance(entry, str):
+            waived.add(entry)
+    for key, value in document.items():
+        match = _RULE.match(key)
+        if match and isinstance(value, list):
+            suffix = match.group(2) or ""
+            out.extend(_results(namespace, key, value, bool(suffix) and suffix in waived))
+        elif isinstance(value, dict):
+            out.extend(collect(f"{namespace}.{key}", value))
+    return out
+
+
+def _find(env: Environment, reference: Any) -> Resource | None:
+    if isinstance(reference, dict):
+        kind, name = reference.get("kind"), reference.get("name")
+    elif isinstance(reference, str) and "/" in reference:
+        kind, name = reference.split("/", 1)
+    else:
+        kind, name = None, reference
+    for resource in env.resources:
+        if resource.name == name and (kind is None or resource.kind == kind):
+            return resource
+    return None
+
+
+def to_diagnostics(results: list[PolicyResult], env: Environment) -> list[Diagnostic]:
+    """Findings at the resource each result names (else at the Environment document)."""
+    out = []
+    for result in results:
+        resource = _find(env, result.resource) or env.definition
+        location = resource.location(("metadata", "name")) if resource else None
+        if result.waived:
+            severity, hint = Severity.NOTICE, f"waived by an exception in {result.package}"
+        else:
+            severity = Severity.ERROR if result.blocking else Severity.WARNING
+            hint = result.fix
+        out.append(Diagnostic(result.code, result.msg, hint, location, (), severity))
+    return out
