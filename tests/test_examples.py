@@ -24,8 +24,9 @@ def test_human_output_summarises_each_environment():
     result = run("validate", str(EXAMPLES))
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["dev", "local", "prod", "staging"]
-    assert all("✓ valid" in line for line in lines)
+    assert [line.split()[0] for line in lines[:-1]] == ["dev", "local", "prod", "staging"]
+    assert all("✓ valid" in line for line in lines[:-1])
+    assert lines[-1] == "policies: policies (working tree), embedded engine"
 
 
 def test_base_documents_are_named_per_environment():

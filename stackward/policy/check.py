@@ -60,9 +60,12 @@ def check_policies(environments: list[Environment], repo: Repo, options: PolicyO
     """Evaluate the policies on each environment; raises PolicySourceError or PolicyEngineError."""
     folder = policy_folder(repo, options)
     engine = make_engine(options)
-    if not folder.exists() and not options.required and options.base_ref is None:
+    preloaded = bool(options.opa_url) and not options.opa_upload
+    if preloaded:
+        files, source = [], f"already loaded in OPA at {options.opa_url}"
+    elif not folder.exists() and not options.required and options.base_ref is None:
         return PolicyOutcome([], f"no policies folder at {display_path(folder)}", engine.name, [])
-    if options.base_ref:
+    elif options.base_ref:
         files = from_git_ref(folder, options.base_ref)
         source = f"{display_path(folder)} at {options.base_ref}"
     else:
@@ -83,7 +86,7 @@ def check_policies(environments: list[Environment], repo: Repo, options: PolicyO
             continue
         results = collect(options.namespace, value)
         found += [d.for_environment(env.name) for d in to_diagnostics(results, env)]
-    if options.base_ref:
+    if options.base_ref and not preloaded:
         found += _changed_policies(folder, options.base_ref, names)
     return PolicyOutcome(found, source, engine.name, names)
 

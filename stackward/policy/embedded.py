@@ -26,6 +26,9 @@ import regorus  # noqa: E402  (after the environment is cleaned)
 _WHERE = re.compile(r"-->\s*(?P<file>.+?):(?P<line>\d+):(?P<col>\d+)")
 _ERROR = re.compile(r"^error:\s*(?P<msg>.+)$", re.MULTILINE)
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
+_IMPORT = re.compile(
+    r"^\s*import\s+(data\.[A-Za-z0-9_.]+)(?:\s+as\s+([A-Za-z_][A-Za-z0-9_]*))?", re.MULTILINE
+)
 _TEST_RULE = re.compile(r"^\s*(test_[A-Za-z0-9_]+)\b", re.MULTILINE)
 
 
@@ -49,6 +52,55 @@ def rego_error(text: str, fallback_file: str, code: str = "policy.load") -> Diag
     )
 
 
+def _imports(policy: PolicyFile) -> frozenset[tuple[str, str]]:
+    return frozenset((path, alias or path.rsplit(".", 1)[-1]) for path, alias in _IMPORT.findall(policy.text))
+
+
+def _packages(files: list[PolicyFile]) -> dict[str, list[PolicyFile]]:
+    by_package: dict[str, list[PolicyFile]] = {}
+    for policy in files:
+        match = _PACKAGE.search(policy.text)
+        by_package.setdefault(match.group(1) if match else "", []).append(policy)
+    return by_package
+
+
+def _in_load_order(files: list[PolicyFile]) -> list[PolicyFile]:
+    """Each package's file with the most imports first.
+
+    regorus 0.13 resolves the imports of a package split over several files with the imports
+    of the first file added; an alias only a later file declares silently evaluates to
+    undefined. Loading the widest file first makes the common case (an exceptions file
+    without the helper import) correct; `_split_package_imports` refuses the rest.
+    """
+    ordered: list[PolicyFile] = []
+    for members in _packages(files).values():
+        ordered.extend(sorted(members, key=lambda p: -len(_imports(p))))
+    return ordered
+
+
+def _split_package_imports(files: list[PolicyFile]) -> list[Diagnostic]:
+    """Fail closed where no file of a split package declares every import the others use."""
+    found = []
+    for package, members in _packages(files).items():
+        if len(members) < 2:
+            continue
+        widest = max(members, key=lambda p: len(_imports(p)))
+        for policy in members:
+            missing = _imports(policy) - _imports(widest)
+            if missing:
+                names = ", ".join(f"{path} as {alias}" for path, alias in sorted(missing))
+                found.append(
+                    Diagnostic(
+                        "policy.load",
+                        f"package {package} is split over several files with different imports ({names} is "
+                        f"only in this file); the embedded engine would not resolve them",
+                        f"give every file of package {package} the same import lines, or use the OPA server engine",
+                        Location(policy.name, 1, 1),
+                    )
+                )
+    return found
+
+
 class EmbeddedEngine:
     """Rego evaluated in this process by regorus."""
 
@@ -60,8 +112,10 @@ class EmbeddedEngine:
         self._files: list[PolicyFile] = []
 
     def load(self, files: list[PolicyFile]) -> list[Diagnostic]:
-        found = []
-        for policy in files:
+        found = _split_package_imports(files)
+        if found:
+            return found
+        for policy in _in_load_order(files):
             try:
                 self._engine.add_policy(policy.name, policy.text)
                 self._files.append(policy)
