@@ -36,7 +36,8 @@ def generate(root: Path, environments: int, per_env: int) -> int:
         folder = root / env
         folder.mkdir()
         (folder / "environment.yaml").write_text(
-            HEAD + f"kind: Environment\nmetadata: {{name: {env}}}\nspec:\n  labels: {{team: ml}}\n"
+            HEAD
+            + f"kind: Environment\nmetadata: {{name: {env}}}\nspec:\n  labels: {{team: ml, environment: {env}}}\n"
             "  variables: {project: acme, region: europe-west4}\n"
         )
         docs = [

@@ -12,13 +12,25 @@ pointers(r) := {value | some path, value in r.spec.configuration; is_string(valu
 	is_string(v)
 }
 
-deny_cross_environment contains result if {
+others := [name | some name in input.environments; name != input.environment.name]
+
+# A value names another environment when that name stands as a word of its own.
+word(names) := sprintf(`(^|[^A-Za-z0-9])(%s)([^A-Za-z0-9]|$)`, [concat("|", names)])
+
+# One pattern for all other environments; only values that match are looked at again.
+suspicious contains [r, value] if {
+	count(others) > 0
+	pattern := word(others)
 	some r in input.resources
 	r.kind in {"StackComponent", "ServiceConnector"}
 	some value in pointers(r)
-	some other in input.environments
-	other != input.environment.name
-	regex.match(sprintf(`(^|[^A-Za-z0-9])%s([^A-Za-z0-9]|$)`, [other]), value)
+	regex.match(pattern, value)
+}
+
+deny_cross_environment contains result if {
+	some [r, value] in suspicious
+	some other in others
+	regex.match(word([other]), value)
 	result := {
 		"msg": sprintf("%s in %s points at %q, which belongs to environment %s", [lib.id(r), input.environment.name, value, other]),
 		"resource": lib.id(r),
