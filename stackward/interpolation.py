@@ -7,6 +7,7 @@ applies) and is recorded so later steps can check and fill it. `$${` writes a li
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from stackward.diagnostics import Diagnostic, JsonPath
 from stackward.loader import SourceMap
 from stackward.schema import suggest
 
-_PLACEHOLDER = re.compile(r"\$(\$?)\{([^}]*)\}")
+_PLACEHOLDER = re.compile(r"\$(\$?)\{([^{}$]*)\}")  # no nesting: stays linear on hostile text
 _INFRA = re.compile(r"^infra\.([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)$")
 
 
@@ -96,7 +97,7 @@ class _Walker:
                     "use it as the whole value instead",
                 )
                 return match.group(0)
-            return str(value)
+            return _as_text(value)
         infra = _INFRA.match(expr)
         if infra:
             self.infra_refs.setdefault(path, []).append(InfraRef(*infra.groups()))
@@ -113,6 +114,13 @@ class _Walker:
         self.diagnostics.append(
             Diagnostic("reference.variable", message, hint, self.positions.find(path), path)
         )
+
+
+def _as_text(value: Any) -> str:
+    """A variable's value inside text, written the way YAML and JSON write it."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return str(value)
 
 
 def interpolate(value: Any, ctx: Context, positions: SourceMap, base: JsonPath = ()) -> Interpolated:

@@ -19,6 +19,10 @@ from stackward.diagnostics import Diagnostic, JsonPath, Location, display_path
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES_PER_FILE = 200_000
 MAX_DEPTH = 64
+# PyYAML's C composer recurses once per nesting level and overflows the C stack (a crash, not
+# an exception) on tens of thousands of levels. Block nesting costs a line per level, so the
+# size limit bounds it; flow brackets ([[[[...) are counted before composing.
+MAX_FLOW_OPENERS = 2_000
 
 _ComposeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _constructor = SafeConstructor()
@@ -126,7 +130,17 @@ class _Converter:
                     "remove the tag; specs use plain YAML values only",
                     path,
                 )
-            return build(node)
+            try:
+                return build(node)
+            except (ValueError, KeyError, OverflowError):
+                kind = node.tag.removeprefix(_TAG)
+                self.fail(
+                    node,
+                    "yaml.value",
+                    f"value cannot be read as {kind}",  # the value is not repeated: it may be a secret
+                    f"write a valid {kind}, or quote it to make it a string",
+                    path,
+                )
         if isinstance(node, yaml.SequenceNode):
             items = []
             for index, child in enumerate(node.value):
@@ -144,20 +158,26 @@ class _Converter:
     ) -> dict:
         result: dict[str, Any] = {}
         merged: dict[str, Any] = {}
+        merged_positions = SourceMap()
         seen: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _TAG + "merge":
-                merged.update(self.merge_sources(value_node, path, positions, depth))
+                merged.update(self.merge_sources(value_node, path, merged_positions, depth))
                 continue
-            if not isinstance(key_node, yaml.ScalarNode):
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _TAG + "str":
+                what = (
+                    key_node.tag.removeprefix(_TAG)
+                    if isinstance(key_node, yaml.ScalarNode)
+                    else "a collection"
+                )
                 self.fail(
                     key_node,
                     "yaml.key",
-                    "mapping keys must be plain strings",
-                    "use a plain text key",
+                    f"mapping key is read as {what}, not as text",
+                    "quote the key (YAML reads on/off/yes/no as booleans and 0x1F as a number)",
                     path,
                 )
-            key = str(self.convert(key_node, path, SourceMap(), depth + 1))
+            key = key_node.value
             if key in seen:
                 first = seen[key].start_mark.line + 1
                 self.fail(
@@ -171,6 +191,8 @@ class _Converter:
             child_path = (*path, key)
             positions[child_path] = self.loc(key_node)
             result[key] = self.convert(value_node, child_path, positions, depth + 1)
+        for merged_path, location in merged_positions.items():
+            positions.setdefault(merged_path, location)
         return {**merged, **result} if merged else result
 
     def merge_sources(self, node: yaml.Node, path: JsonPath, positions: SourceMap, depth: int) -> dict:
@@ -243,6 +265,26 @@ def _syntax_diagnostic(exc: yaml.YAMLError, display: str) -> Diagnostic:
     return Diagnostic("yaml.syntax", f"invalid YAML: {message}", hint, location)
 
 
+def _flow_depth(text: str) -> int:
+    """Deepest [ / { nesting outside quoted strings (an upper bound of YAML flow nesting)."""
+    depth = deepest = 0
+    quote = ""
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        elif char == "\n":
+            quote = ""
+    return deepest
+
+
 def load_file(path: Path) -> LoadedFile:
     """Load every document of one spec file; problems come back as diagnostics."""
     display = display_path(path)
@@ -260,6 +302,14 @@ def load_file(path: Path) -> LoadedFile:
         return LoadedFile(path, [], [diag])
     converter = _Converter(display)
     documents: list[Document] = []
+    if text.count("[") + text.count("{") > MAX_FLOW_OPENERS and _flow_depth(text) > MAX_DEPTH:
+        diag = Diagnostic(
+            "yaml.too-deep",
+            f"brackets nest deeper than {MAX_DEPTH} levels",
+            "flatten the structure",
+            Location(display),
+        )
+        return LoadedFile(path, [], [diag])
     try:
         for index, node in enumerate(yaml.compose_all(text, Loader=_ComposeLoader)):
             if node is None:

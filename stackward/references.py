@@ -75,7 +75,7 @@ def check_references(env: Environment, repo: Repo) -> list[Diagnostic]:
                         )
                     )
                     continue
-                outputs = target.spec.get("outputs") or []
+                outputs = declared_outputs(target)
                 if ref.output not in outputs:
                     out.append(
                         resource.diagnostic(
@@ -90,6 +90,12 @@ def check_references(env: Environment, repo: Repo) -> list[Diagnostic]:
     for module in infra.values():
         out.extend(check_module_source(module, repo))
     return out
+
+
+def declared_outputs(module: Resource) -> set[str]:
+    """The output names an Infrastructure declares (ill-typed entries are the schema's to report)."""
+    outputs = module.spec.get("outputs")
+    return {o for o in outputs if isinstance(o, str)} if isinstance(outputs, list) else set()
 
 
 def _missing_hint(kind: str, name: str, existing: dict[str, Resource]) -> str:
@@ -175,7 +181,8 @@ def check_module_source(module: Resource, repo: Repo) -> list[Diagnostic]:
         ]
     interface = read_interface(folder)
     out = []
-    for index, output in enumerate(module.spec.get("outputs") or []):
+    outputs = module.spec.get("outputs")
+    for index, output in enumerate(outputs if isinstance(outputs, list) else []):
         if isinstance(output, str) and output not in interface.outputs:
             out.append(
                 module.diagnostic(

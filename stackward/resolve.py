@@ -22,7 +22,7 @@ from stackward.schema import suggest, validate_document
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 DEFAULT_BASE = "_base"
-_ENVIRONMENT_DOC = re.compile(r"^kind:\s*['\"]?Environment['\"]?\s*$", re.MULTILINE)
+_ENVIRONMENT_DOC = re.compile(r"^kind:[ \t]*['\"]?Environment['\"]?[ \t]*(#.*)?$", re.MULTILINE)
 
 
 class UsageError(Exception):
@@ -129,7 +129,12 @@ def discover(path: Path) -> tuple[Repo, str | None]:
     path = path.resolve()
     selected = None
     root = path
-    if _is_environment_folder(path):
+    holds_environments = any(
+        _is_environment_folder(child)
+        for child in path.iterdir()
+        if child.is_dir() and not child.name.startswith((".", "_"))
+    )
+    if not holds_environments and _is_environment_folder(path):
         root, selected = path.parent, path.name
     children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     environments = {p.name: p for p in children if not p.name.startswith("_")}
@@ -161,6 +166,16 @@ class Resolver:
         documents: list[Document] = []
         diagnostics: list[Diagnostic] = []
         for path in _spec_files(folder):
+            if path.is_symlink() and not path.resolve().is_relative_to(self.repo.repo_root):
+                diagnostics.append(
+                    Diagnostic(
+                        "file.symlink",
+                        "spec file is a link to a file outside the repository; it was not read",
+                        "replace the link with the file itself",
+                        Location(display_path(path)),
+                    )
+                )
+                continue
             if path not in self._files:
                 self._files[path] = load_file(path)
             loaded = self._files[path]
@@ -246,9 +261,9 @@ class Resolver:
         declared = settings.get("bases")
         if not isinstance(declared, list):
             return [DEFAULT_BASE] if DEFAULT_BASE in self.repo.shared else []
-        bases = []
+        bases: list[str] = []
         for index, base in enumerate(declared):
-            if not isinstance(base, str):
+            if not isinstance(base, str) or base in bases:
                 continue  # the schema reports it
             if base in self.repo.shared:
                 bases.append(base)
@@ -258,7 +273,8 @@ class Resolver:
                     Diagnostic(
                         "reference.base",
                         f"base folder {base!r} does not exist in {display_path(self.repo.root)}",
-                        suggest(base, self.repo.shared),
+                        suggest(base, self.repo.shared)
+                        or f"create {base}/ there, or remove it from spec.bases",
                         definition.positions.find(path) if definition else None,
                         path,
                     )
@@ -362,6 +378,7 @@ def _stamp_labels(data: dict, labels: dict[str, str]) -> dict:
     metadata = data.get("metadata")
     if not isinstance(metadata, dict):
         return data
-    own = metadata.get("labels")
-    own = own if isinstance(own, dict) else {}
+    own = metadata.get("labels", {})
+    if not isinstance(own, dict):
+        return data  # the schema reports it; stamping must not hide it
     return {**data, "metadata": {**metadata, "labels": {**labels, **own}}}

@@ -18,6 +18,7 @@ from stackward.diagnostics import Diagnostic, JsonPath
 from stackward.loader import SourceMap
 
 API_VERSION = "stackward.dev/v1alpha1"
+_MAX_SUGGEST_OPTIONS = 300
 KINDS = ("Environment", "ServiceConnector", "StackComponent", "Stack", "Infrastructure")
 _SCHEMA_TYPES = {
     "object": "a mapping",
@@ -82,8 +83,10 @@ def _checker(kind: str) -> SchemaChecker:
 
 def suggest(word: str, options: Iterable[str]) -> str:
     """'did you mean X?' when a close match exists, else the list of options."""
-    options = sorted(set(options))
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    options = sorted({o for o in options if isinstance(o, str)})
+    # difflib is quadratic per pair: compare only against a bounded number of options.
+    candidates = options if len(options) <= _MAX_SUGGEST_OPTIONS else []
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]!r}?"
     if not options:
@@ -100,6 +103,14 @@ def _label(path: JsonPath) -> str:
     return ".".join(str(p) for p in path) or "document"
 
 
+def _shown(value: Any, path: JsonPath) -> str:
+    """A value fit to repeat in a message: never one under secrets, never a long one."""
+    if "secrets" in path or "fromEnv" in path:
+        return "the value"  # whatever was written there may be a secret
+    text = repr(value)
+    return text if len(text) <= 40 else text[:36] + "…"
+
+
 def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, str, str]]:
     """(path, message, hint) for one schema error, phrased for a person editing YAML."""
     path = (*base, *error.absolute_path)
@@ -114,7 +125,11 @@ def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, s
             if key in allowed or any(re.search(p, key) for p in patterns):
                 continue
             out.append(
-                ((*path, key), f"unknown key {key!r} in {_label(path)}", hint or suggest(key, allowed))
+                (
+                    (*path, key),
+                    f"unknown key {key!r} in {_label(path)}",
+                    hint or suggest(key, allowed) or "remove it: nothing else is allowed here",
+                )
             )
         return out
     if keyword == "required":
@@ -129,21 +144,34 @@ def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, s
     if keyword in ("enum", "const"):
         options = error.validator_value if keyword == "enum" else [error.validator_value]
         options = [str(o) for o in options]
-        message = f"{_label(path)}: {error.instance!r} is not allowed"
+        message = f"{_label(path)}: {_shown(error.instance, path)} is not allowed"
         return [(path, message, hint or suggest(str(error.instance), options))]
     if keyword == "pattern":
-        message = f"{_label(path)}: {error.instance!r} does not match {error.validator_value}"
+        message = f"{_label(path)}: {_shown(error.instance, path)} does not match {error.validator_value}"
         return [(path, message, hint or "change the value to match the pattern")]
+    if keyword == "uniqueItems":
+        return [
+            (path, f"{_label(path)} lists an entry more than once", hint or "remove the repeated entries")
+        ]
+    if keyword in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"):
+        bound = "at least" if keyword.startswith("min") else "at most"
+        unit = "characters" if keyword.endswith("Length") else "entries"
+        message = f"{_label(path)} must have {bound} {error.validator_value} {unit}"
+        return [(path, message, hint or f"give {bound} {error.validator_value} {unit}")]
     if keyword in ("not", "false"):
         return [(path, f"{_label(path)} is not allowed here", hint or "remove it")]
     if keyword in ("minProperties", "maxProperties") and "fromEnv" in schema.get("properties", {}):
         return [(path, f"{_label(path)} needs exactly one of fromEnv or fromZenmlSecret", hint)]
     if keyword == "dependentRequired":
-        return [(path, error.message.replace("is a dependency of", "is required by"), hint)]
+        message = error.message.replace("is a dependency of", "is required by")
+        return [(path, message, hint or "add the key it names, or remove the key that needs it")]
     if keyword in ("oneOf", "anyOf") and error.context:
         best = min(error.context, key=lambda e: (-len(e.absolute_path), e.validator == "type"))
         return _translate(best, base)
-    return [(path, f"{_label(path)}: {error.message}", hint)]
+    # jsonschema's own message repeats the value, which may be a secret: describe the rule instead.
+    return [
+        (path, f"{_label(path)} breaks the schema rule {keyword}", hint or "see docs/specs.md for this field")
+    ]
 
 
 def schema_diagnostics(

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-_BLOCK = re.compile(r'^\s*(variable|output)\s+"([^"]+)"', re.MULTILINE)
+_BLOCK = re.compile(r'^[ \t]*(variable|output)[ \t]+"([^"\n]+)"', re.MULTILINE)
+MAX_MODULE_FILE_BYTES = 1024 * 1024
 _REGISTRY = re.compile(r"^([a-z0-9.-]+/)?[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+(//.*)?$")
 _GIT_PREFIXES = ("git::", "github.com/", "bitbucket.org/", "git@")
 
@@ -54,9 +55,13 @@ def read_interface(folder: Path) -> ModuleInterface:
     variables: set[str] = set()
     outputs: set[str] = set()
     for path in sorted(folder.glob("*.tf")):
+        if path.stat().st_size > MAX_MODULE_FILE_BYTES:
+            continue
         for block, name in _BLOCK.findall(path.read_text(errors="replace")):
             (variables if block == "variable" else outputs).add(name)
     for path in sorted(folder.glob("*.tf.json")):
+        if path.stat().st_size > MAX_MODULE_FILE_BYTES:
+            continue
         try:
             data = json.loads(path.read_text())
         except (ValueError, OSError):

@@ -50,6 +50,8 @@ def select_environments(repo: Repo, selected: str | None, only: str | None) -> l
             f"{repo.root}: no environment folders found; create one folder per environment "
             "(e.g. environments/dev) with an Environment document"
         )
+    if only is not None and not only.strip():
+        raise UsageError("--env needs an environment name")
     wanted = only or selected
     if wanted is None:
         return sorted(repo.environments)

@@ -19,9 +19,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-CATALOG_FORMAT = 1
+CATALOG_FORMAT = 2
 REQUIRED_SLOTS = ("orchestrator", "artifact_store")
-SECRET_REFERENCE = r"^\{\{\s*\S+?\.\S+\s*\}\}$"  # ZenML's {{secret_name.key}}
+
+
+def is_secret_reference(value: object) -> bool:
+    """ZenML's `{{secret_name.key}}` (its regex, without the backtracking on hostile input)."""
+    if not isinstance(value, str) or not (value.startswith("{{") and value.endswith("}}")):
+        return False
+    inner = value[2:-2].strip()
+    name, dot, key = inner.partition(".")
+    return bool(name and dot and key) and not any(c.isspace() for c in inner)
 
 
 class CatalogError(Exception):
@@ -162,6 +170,13 @@ def _flavor_schema(flavor: Any) -> dict:
     return schema
 
 
+def _is_secret(schema: dict) -> bool:
+    """A property ZenML marks secret (SecretStr), also when optional (inside anyOf/oneOf)."""
+    if schema.get("format") == "password" or schema.get("writeOnly"):
+        return True
+    return any(_is_secret(branch) for key in ("anyOf", "oneOf", "allOf") for branch in schema.get(key, []))
+
+
 def build_catalog() -> dict:
     """Read flavors and connector types from the installed zenml (slow: imports zenml)."""
     from zenml.enums import StackComponentType
@@ -191,11 +206,7 @@ def build_catalog() -> dict:
                     "name": m.auth_method,
                     "schema": m.config_schema,
                     "secret_fields": tuple(
-                        sorted(
-                            k
-                            for k, v in m.config_schema.get("properties", {}).items()
-                            if v.get("format") == "password" or v.get("writeOnly")
-                        )
+                        sorted(k for k, v in m.config_schema.get("properties", {}).items() if _is_secret(v))
                     ),
                 }
                 for m in spec.auth_methods

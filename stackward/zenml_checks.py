@@ -7,17 +7,13 @@ before validation and checked on their own.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from stackward.diagnostics import Diagnostic, JsonPath
 from stackward.interpolation import has_placeholder
 from stackward.resolve import Environment, Resource
 from stackward.schema import SchemaChecker, schema_diagnostics, suggest
-from stackward.zenml_catalog import REQUIRED_SLOTS, SECRET_REFERENCE, Catalog
-
-_SECRET_REFERENCE = re.compile(SECRET_REFERENCE)
-
+from stackward.zenml_catalog import REQUIRED_SLOTS, Catalog, is_secret_reference
 
 _checkers: dict[tuple[str, ...], SchemaChecker] = {}
 
@@ -89,7 +85,7 @@ def check_component(component: Resource, env: Environment, catalog: Catalog) -> 
     out = []
     for name in flavor.secret_fields:
         value = config.get(name)
-        if value is not None and not (isinstance(value, str) and _SECRET_REFERENCE.match(value)):
+        if value is not None and not is_secret_reference(value):
             out.append(
                 component.diagnostic(
                     "secret.inline",
@@ -112,12 +108,15 @@ def _check_connector_fit(
     env: Environment,
     catalog: Catalog,
 ) -> list[Diagnostic]:
-    connector = env.of_kind("ServiceConnector").get(component.spec.get("connector"))
+    name = component.spec.get("connector")
+    connector = env.of_kind("ServiceConnector").get(name) if isinstance(name, str) else None
     if connector is None:
         return []  # none set, or dangling (reported by the reference checks)
     path = ("spec", "connector")
     flavor = f"{component.spec['flavor']} {component.spec['type']}"
     ctype = connector.spec.get("type")
+    if not isinstance(ctype, str):
+        return []  # the schema reports it
     if resource_type is None:
         return [
             component.diagnostic(
