@@ -10,6 +10,7 @@ Rego is evaluated by regorus underneath, so the stand-in checks our client, not 
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import threading
@@ -40,12 +41,19 @@ class OpaStandIn:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> OpaStandIn:
+        # regorus engines must be freed on the thread that made them. Collect pending garbage
+        # here, and keep the collector from running on the serving thread while it serves.
+        gc.collect()
+        gc.disable()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._thread.join()
+        gc.enable()
+        gc.collect()
 
     def _engine(self, policies: dict[str, str]) -> regorus.Engine:
         # Loaded in the embedded engine's order, which works around regorus resolving a

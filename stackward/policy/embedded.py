@@ -124,11 +124,15 @@ class EmbeddedEngine:
         return found
 
     def _query(self, query: str) -> Any:
+        failure = None
         try:
             raw = json.loads(self._engine.eval_query_as_json(query))
         except RuntimeError as exc:
-            fallback = self._files[0].name if self._files else "policies"
-            raise PolicyEvaluationError([rego_error(str(exc), fallback, "policy.error")]) from None
+            failure = rego_error(str(exc), self._files[0].name if self._files else "policies", "policy.error")
+        if failure is not None:
+            # Raised outside the except block: no exception-frame cycle keeps the engine alive,
+            # so it is freed on the thread that made it (regorus engines must be).
+            raise PolicyEvaluationError([failure])
         results = raw.get("result") or []
         return results[0]["expressions"][0]["value"] if results else None
 
