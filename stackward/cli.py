@@ -174,6 +174,218 @@ def policy_test(policies: Path) -> None:
     sys.exit(EXIT_FINDINGS if failed or errors or not results else 0)
 
 
+def _state_options(command: Callable) -> Callable:
+    command = click.option(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        show_default=True,
+        help="Seconds to wait for an environment held by another run.",
+    )(command)
+    return click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="STACKWARD_STATE_DIR",
+        help="Where per-environment state lives. Default: .stackward/ at the repository root.",
+    )(command)
+
+
+def _validated(path: Path, env: str | None) -> Any:
+    """Validation (no policies yet: they run on the plan); exits with the findings if any."""
+    from stackward.output.human import render as render_report
+    from stackward.validation import validate as run_validation
+
+    try:
+        report = run_validation(path, env)
+    except UsageError as exc:
+        click.echo(f"stackward: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except CatalogError as exc:
+        click.echo(f"stackward: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    if not report.ok:
+        click.echo(render_report(report))
+        sys.exit(EXIT_FINDINGS)
+    return report
+
+
+def _progress(message: str) -> None:
+    click.echo(click.style(f"… {message}", dim=True), err=True)
+
+
+def _plan_policies(report: Any, planned: dict, policy: PolicyOptions) -> list:
+    """The policy gate on specs and planned changes; findings (errors block)."""
+    from stackward.policy.check import check_policies
+
+    policy.changes = {name: [c.to_dict() for c in p.plan.changes] for name, p in planned.items()}
+    policy.terraform_plans = {name: p.terraform_plan for name, p in planned.items() if p.terraform_plan}
+    envs = [e for e in report.environments if e.name in planned]
+    return check_policies(envs, report.repo, policy).diagnostics
+
+
+@main.command()
+@_check_options
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the plan as JSON here.")
+@_state_options
+@_policy_options
+def plan(
+    path: Path,
+    env: str | None,
+    fmt: str,
+    out: Path | None,
+    state_dir: Path | None,
+    lock_timeout: float,
+    **policy: Any,
+) -> None:
+    """Show what applying would change in each environment (ZenML and Terraform)."""
+    from stackward.changes import EnvironmentPlan, Plan
+    from stackward.executors.terraform import TerraformError
+    from stackward.executors.zenml import ZenmlError
+    from stackward.output.human import render_diagnostic
+    from stackward.output.plan_text import render
+    from stackward.planning import Planned, plan_environment, promotion_order, revision
+
+    report = _validated(path, env)
+    state_root = state_dir or report.repo.repo_root / ".stackward"
+    planned: dict[str, Planned] = {}
+    for environment in promotion_order(report.environments):
+        try:
+            planned[environment.name] = plan_environment(
+                environment, report.repo, state_root, lock_timeout, _progress
+            )
+        except (TerraformError, ZenmlError) as exc:
+            planned[environment.name] = Planned(EnvironmentPlan(environment.name, error=str(exc)))
+    findings = _plan_policies(report, planned, _policy(**policy, required=False))
+    result = Plan(revision(report.repo), [p.plan for p in planned.values()])
+    if out is not None:
+        out.write_text(result.to_json())
+    if fmt == "json":
+        click.echo(result.to_json())
+    else:
+        click.echo(render(result.environments, result.digest))
+        for diag in findings:
+            click.echo(render_diagnostic(diag))
+        if out is not None:
+            click.echo(f"plan written to {out}; apply exactly this plan with: stackward apply --plan {out}")
+    failed = any(p.error for p in result.environments) or any(d.is_error for d in findings)
+    sys.exit(EXIT_FINDINGS if failed else 0)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path), default="environments", required=False)
+@click.option("--env", "env", metavar="NAME", help="Apply only this environment.")
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Apply only if planning again gives exactly this reviewed plan.",
+)
+@_state_options
+@_policy_options
+def apply(
+    path: Path,
+    env: str | None,
+    plan_file: Path | None,
+    state_dir: Path | None,
+    lock_timeout: float,
+    **policy: Any,
+) -> None:
+    """Apply the environments in promotion order (dev -> staging -> prod), stopping at the first failure."""
+    from stackward.changes import Plan
+    from stackward.executors.terraform import TerraformError
+    from stackward.executors.zenml import ZenmlError
+    from stackward.output.human import render_diagnostic
+    from stackward.output.plan_text import render_environment
+    from stackward.planning import ApplyRefused, Planned, apply_environment, promotion_order
+    from stackward.state import LockError
+
+    reviewed = None
+    if plan_file is not None:
+        try:
+            reviewed = Plan.from_json(plan_file.read_text())
+        except (ValueError, KeyError) as exc:
+            click.echo(f"stackward: {plan_file}: not a stackward plan: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+    report = _validated(path, env)
+    state_root = state_dir or report.repo.repo_root / ".stackward"
+    options = _policy(**policy, required=False)
+    environments = promotion_order(report.environments)
+    if reviewed is not None:
+        environments = [e for e in environments if reviewed.environment(e.name) is not None]
+
+    for environment in environments:
+
+        def gate(planned: Planned, environment: Any = environment) -> None:
+            click.echo(render_environment(planned.plan))
+            blocking = [d for d in _plan_policies(report, {environment.name: planned}, options) if d.is_error]
+            if blocking:
+                raise ApplyRefused(
+                    f"{environment.name}: denied by policy, nothing was applied:\n"
+                    + "\n".join(render_diagnostic(d) for d in blocking)
+                )
+
+        try:
+            result = apply_environment(
+                environment,
+                report.repo,
+                state_root,
+                reviewed=reviewed.environment(environment.name) if reviewed else None,
+                lock_timeout=lock_timeout,
+                progress=_progress,
+                check=gate,
+            )
+        except (ApplyRefused, LockError, TerraformError, ZenmlError) as exc:
+            click.echo(click.style(str(exc), fg="red"), err=True)
+            sys.exit(EXIT_FINDINGS)
+        if result.changed:
+            click.echo(
+                f"{environment.name}: applied {len(result.applied)} change(s) (ledger entry {result.apply_id})"
+            )
+        else:
+            click.echo(f"{environment.name}: no changes")
+
+
+@main.command()
+@click.argument("env_a")
+@click.argument("env_b")
+@click.argument("path", type=click.Path(path_type=Path), default="environments", required=False)
+def diff(env_a: str, env_b: str, path: Path) -> None:
+    """How two environments' specs differ (e.g. staging and prod), names compared without their prefix."""
+    from stackward.environment_diff import diff_environments
+
+    report = _validated(path, None)
+    by_name = {e.name: e for e in report.environments}
+    for name in (env_a, env_b):
+        if name not in by_name:
+            click.echo(f"stackward: no environment named {name!r}", err=True)
+            sys.exit(EXIT_USAGE)
+    lines = diff_environments(by_name[env_a], by_name[env_b])
+    click.echo("\n".join(lines) if lines else f"{env_a} and {env_b} declare the same resources and settings")
+
+
+@main.command()
+@click.argument("env")
+@click.argument("path", type=click.Path(path_type=Path), default="environments", required=False)
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), envvar="STACKWARD_STATE_DIR")
+@click.option("--force", is_flag=True, help="Release it even if the holder may still be running.")
+def unlock(env: str, path: Path, state_dir: Path | None, force: bool) -> None:
+    """Release an environment's lock left behind by a run that was killed."""
+    from stackward.resolve import discover
+    from stackward.state import EnvironmentState, LockError
+    from stackward.state import unlock as release
+
+    try:
+        repo, _ = discover(path)
+    except UsageError as exc:
+        click.echo(f"stackward: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        click.echo(release(EnvironmentState(state_dir or repo.repo_root / ".stackward", env), force=force))
+    except LockError as exc:
+        click.echo(f"stackward: {exc}", err=True)
+        sys.exit(EXIT_FINDINGS)
+
+
 @main.command()
 @click.argument("kind", required=False, type=click.Choice(KINDS))
 @click.option(

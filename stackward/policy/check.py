@@ -30,6 +30,7 @@ class PolicyOptions:
     required: bool = False  # a missing policies folder is an error
     pull_request: PullRequest | None = None
     changes: dict[str, list[dict]] = field(default_factory=dict)  # planned changes per environment
+    terraform_plans: dict[str, dict] = field(default_factory=dict)  # `terraform show -json` per environment
 
 
 @dataclass
@@ -77,7 +78,11 @@ def check_policies(environments: list[Environment], repo: Repo, options: PolicyO
         return PolicyOutcome(_for_all(found, names), source, engine.name, [])
     for env in environments:
         document = build_input(
-            env, repo, pull_request=options.pull_request, changes=options.changes.get(env.name)
+            env,
+            repo,
+            pull_request=options.pull_request,
+            changes=options.changes.get(env.name),
+            terraform_plan=options.terraform_plans.get(env.name),
         )
         try:
             value = engine.evaluate(document)

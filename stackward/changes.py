@@ -1,0 +1,191 @@
+"""One change model for both layers (ZenML registrations and Terraform resources).
+
+A plan is, per environment, an ordered list of changes with field-level before/after.
+Secret values never enter it: they are shown as `(sensitive)`. The plan serialises to
+stable JSON whose hash identifies exactly what was reviewed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+SENSITIVE = "(sensitive)"
+UNKNOWN = "(known after apply)"
+PLAN_FORMAT = 1
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    NO_OP = "no-op"
+    CONFLICT = "conflict"  # a name taken by something stackward does not own: blocks apply
+
+
+SYMBOLS = {
+    Action.CREATE: "+",
+    Action.UPDATE: "~",
+    Action.DELETE: "-",
+    Action.REPLACE: "±",
+    Action.NO_OP: " ",
+    Action.CONFLICT: "!",
+}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field that differs: its path in the resource, the value before and after."""
+
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    """One resource's planned change."""
+
+    layer: str  # "zenml" or "terraform"
+    kind: str  # ServiceConnector, StackComponent, Stack, or a Terraform resource type
+    name: str
+    address: str
+    action: Action
+    fields: tuple[FieldChange, ...] = ()
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["action"] = self.action.value
+        data["fields"] = [asdict(f) for f in self.fields]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Change:
+        fields = tuple(FieldChange(**f) for f in data.get("fields", []))
+        return cls(
+            data["layer"],
+            data["kind"],
+            data["name"],
+            data["address"],
+            Action(data["action"]),
+            fields,
+            data.get("reason", ""),
+        )
+
+
+@dataclass
+class EnvironmentPlan:
+    """What applying one environment would do."""
+
+    environment: str
+    changes: list[Change] = field(default_factory=list)
+    error: str = ""
+
+    def counts(self) -> dict[Action, int]:
+        out = {action: 0 for action in Action}
+        for change in self.changes:
+            out[change.action] += 1
+        return out
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action is not Action.NO_OP for c in self.changes)
+
+    @property
+    def destructive(self) -> list[Change]:
+        return [c for c in self.changes if c.action in (Action.DELETE, Action.REPLACE)]
+
+    @property
+    def conflicts(self) -> list[Change]:
+        return [c for c in self.changes if c.action is Action.CONFLICT]
+
+    def summary(self) -> str:
+        """`+2 ~1 -0 ±1`"""
+        counts = self.counts()
+        return " ".join(
+            f"{SYMBOLS[a]}{counts[a]}" for a in (Action.CREATE, Action.UPDATE, Action.DELETE, Action.REPLACE)
+        )
+
+    def content(self) -> dict:
+        """What identifies this plan: the changes, in order (no timestamps, no raw plan)."""
+        return {
+            "environment": self.environment,
+            "changes": [c.to_dict() for c in self.changes if c.action is not Action.NO_OP],
+        }
+
+    def digest(self) -> str:
+        return _digest(self.content())
+
+
+def _digest(content: Any) -> str:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Plan:
+    """A plan over one or more environments, as written by `stackward plan --out`."""
+
+    revision: str
+    environments: list[EnvironmentPlan]
+
+    @property
+    def digest(self) -> str:
+        return _digest({"format": PLAN_FORMAT, "environments": [e.content() for e in self.environments]})
+
+    def to_json(self) -> str:
+        payload = {
+            "format": PLAN_FORMAT,
+            "revision": self.revision,
+            "hash": self.digest,
+            "environments": [
+                {**e.content(), "hash": e.digest(), "summary": e.summary(), "error": e.error}
+                for e in self.environments
+            ],
+        }
+        return json.dumps(payload, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        data = json.loads(text)
+        if data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"plan format {data.get('format')!r} is not {PLAN_FORMAT}")
+        environments = [
+            EnvironmentPlan(e["environment"], [Change.from_dict(c) for c in e["changes"]], e.get("error", ""))
+            for e in data["environments"]
+        ]
+        plan = cls(data.get("revision", ""), environments)
+        if data.get("hash") != plan.digest:
+            raise ValueError("the plan file was edited after it was written (its hash does not match)")
+        return plan
+
+    def environment(self, name: str) -> EnvironmentPlan | None:
+        return next((e for e in self.environments if e.environment == name), None)
+
+
+def diff_fields(
+    before: dict, after: dict, prefix: str = "", secret_keys: frozenset[str] = frozenset()
+) -> list[FieldChange]:
+    """Field-level differences of two flat-or-nested mappings; secret keys are masked."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        path = f"{prefix}{key}"
+        old, new = before.get(key), after.get(key)
+        if key in secret_keys:
+            if old != new:
+                out.append(
+                    FieldChange(
+                        path, SENSITIVE if old is not None else None, SENSITIVE if new is not None else None
+                    )
+                )
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            out.extend(diff_fields(old, new, f"{path}.", secret_keys))
+        elif old != new:
+            out.append(FieldChange(path, old, new))
+    return out

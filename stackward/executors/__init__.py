@@ -1,0 +1,1 @@
+"""Executors: the only code with side effects on ZenML and Terraform."""

@@ -1,0 +1,245 @@
+"""The ZenML side of the registrations executor, run as `python -m stackward.executors.zenml_worker`.
+
+ZenML keeps a process-wide global configuration and client, so each environment gets its own
+worker process whose environment (ZENML_CONFIG_PATH, or ZENML_STORE_URL and
+ZENML_STORE_API_KEY) points at that environment's store. Protocol: one JSON request per line
+on stdin; replies are JSON lines on the original stdout (anything ZenML prints goes to stderr).
+
+Requests:
+    {"op": "read"}                   -> {"registrations": [...]}
+    {"op": "apply", "ops": [...]}    -> {"done": address} per call, then {"ok": true} or {"error": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from pydantic import SecretStr
+
+
+def _plain(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+class Worker:
+    def __init__(self, out: TextIO):
+        from zenml.client import Client
+        from zenml.enums import StackComponentType
+
+        self.out = out
+        self.client = Client()
+        self.types = StackComponentType
+        self.ids: dict[tuple[str, str], Any] = {}
+        self.current: dict[tuple[str, str], dict] = {}
+
+    def send(self, message: dict) -> None:
+        self.out.write(json.dumps(message, default=str) + "\n")
+        self.out.flush()
+
+    def _all(self, method: Any) -> list:
+        from zenml.utils.pagination_utils import depaginate
+
+        return depaginate(method, size=1000, hydrate=True)
+
+    def read(self) -> list[dict]:
+        """Every connector, component and stack in the store, with its id."""
+        out = []
+        for c in self._all(self.client.list_service_connectors):
+            config = c.configuration or {}
+            out.append(
+                {
+                    "kind": "ServiceConnector",
+                    "name": c.name,
+                    "id": str(c.id),
+                    "fields": {
+                        "type": getattr(c.connector_type, "connector_type", c.connector_type),
+                        "auth_method": c.auth_method,
+                        "resource_type": None if c.is_multi_type else c.resource_types[0],
+                        "resource_id": c.resource_id,
+                        "configuration": {k: v for k, v in config.items() if not isinstance(v, SecretStr)},
+                    },
+                    "secret_keys": sorted(k for k, v in config.items() if isinstance(v, SecretStr)),
+                    "labels": dict(c.labels or {}),
+                }
+            )
+        connectors = {c["id"]: c["name"] for c in out}
+        for c in self._all(self.client.list_stack_components):
+            out.append(
+                {
+                    "kind": "StackComponent",
+                    "name": c.name,
+                    "id": str(c.id),
+                    "fields": {
+                        "type": c.type.value,
+                        "flavor": c.flavor_name,
+                        "configuration": {k: _plain(v) for k, v in (c.configuration or {}).items()},
+                        "connector": connectors.get(str(c.connector.id)) if c.connector else None,
+                        "connector_resource_id": c.connector_resource_id,
+                    },
+                    "labels": dict(c.labels or {}),
+                }
+            )
+        for s in self._all(self.client.list_stacks):
+            out.append(
+                {
+                    "kind": "Stack",
+                    "name": s.name,
+                    "id": str(s.id),
+                    "fields": {
+                        "components": {t.value: comps[0].name for t, comps in s.components.items() if comps}
+                    },
+                    "labels": dict(s.labels or {}),
+                }
+            )
+        self.ids = {(r["kind"], r["name"]): r["id"] for r in out}
+        self.current = {(r["kind"], r["name"]): r for r in out}
+        return out
+
+    def _secret(self, ref: dict, key: str, name: str) -> str:
+        if "fromEnv" in ref:
+            value = os.environ.get(ref["fromEnv"])
+            if value is None:
+                raise RuntimeError(
+                    f"environment variable {ref['fromEnv']} (secret {key} of connector {name}) is not set"
+                )
+            return value
+        source = ref["fromZenmlSecret"]
+        secret = self.client.get_secret(source["name"], allow_partial_name_match=False)
+        if source["key"] not in secret.secret_values:
+            raise RuntimeError(
+                f"ZenML secret {source['name']} has no key {source['key']} (for connector {name})"
+            )
+        return secret.secret_values[source["key"]]
+
+    def _labels(self, kind: str, name: str, labels: dict) -> dict:
+        """Desired labels, with None for labels to remove (ZenML merges labels on update)."""
+        old = self.current.get((kind, name), {}).get("labels", {})
+        return {**{k: None for k in old if k not in labels}, **labels}
+
+    def apply(self, op: dict) -> None:
+        kind, name = op["kind"], op["name"]
+        key = (kind, name)
+        if op["op"] == "delete":
+            if kind == "Stack":
+                self.client.delete_stack(self.ids[key])
+            elif kind == "StackComponent":
+                comp_type = self.types(self.current[key]["fields"]["type"])
+                self.client.delete_stack_component(self.ids[key], comp_type)
+            else:
+                self.client.delete_service_connector(self.ids[key])
+            self.ids.pop(key, None)
+            self.current.pop(key, None)
+            return
+        if op["op"] == "disconnect":
+            comp_type = self.types(self.current[key]["fields"]["type"])
+            self.client.update_stack_component(self.ids[key], comp_type, disconnect=True)
+            return
+        fields, labels = op["fields"], op["labels"]
+        if kind == "ServiceConnector":
+            config = dict(fields["configuration"])
+            config.update({k: self._secret(ref, k, name) for k, ref in op["secrets"].items()})
+            common = dict(
+                auth_method=fields["auth_method"],
+                resource_type=fields["resource_type"],
+                configuration=config,
+                resource_id=fields["resource_id"],
+                verify=False,
+                list_resources=False,
+            )
+            if op["op"] == "create":
+                model, _ = self.client.create_service_connector(
+                    name=name, connector_type=fields["type"], labels=labels, **common
+                )
+            else:
+                model, _ = self.client.update_service_connector(
+                    self.ids[key], labels=self._labels(kind, name, labels), **common
+                )
+            self.ids[key] = model.id
+        elif kind == "StackComponent":
+            comp_type = self.types(fields["type"])
+            connector = fields.get("connector")
+            if op["op"] == "create":
+                model = self.client.create_stack_component(
+                    name, fields["flavor"], comp_type, fields["configuration"], labels=labels
+                )
+            else:
+                old = self.current.get(key, {}).get("fields", {}).get("configuration", {})
+                config = {
+                    **{k: None for k in old if k not in fields["configuration"]},
+                    **fields["configuration"],
+                }
+                model = self.client.update_stack_component(
+                    self.ids[key],
+                    comp_type,
+                    configuration=config,
+                    labels=self._labels(kind, name, labels),
+                    disconnect=True
+                    if connector is None and self.current.get(key, {}).get("fields", {}).get("connector")
+                    else None,
+                )
+            if connector:
+                model = self.client.update_stack_component(
+                    model.id,
+                    comp_type,
+                    connector_id=self.ids[("ServiceConnector", connector)],
+                    connector_resource_id=fields.get("connector_resource_id"),
+                )
+            self.ids[key] = model.id
+        else:
+            components = {
+                self.types(t): [self.ids[("StackComponent", c)]] for t, c in fields["components"].items()
+            }
+            if op["op"] == "create":
+                model = self.client.create_stack(name, components=components, labels=labels)
+            else:
+                old = self.current.get(key, {}).get("fields", {}).get("components", {})
+                for slot in old:
+                    if slot not in fields["components"]:
+                        components[self.types(slot)] = []
+                model = self.client.update_stack(
+                    self.ids[key], component_updates=components, labels=self._labels(kind, name, labels)
+                )
+            self.ids[key] = model.id
+
+
+def main() -> None:
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever ZenML prints goes to stderr, never into the protocol
+    sys.stdout = sys.stderr
+    worker = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            worker = worker or Worker(protocol)
+            if request["op"] == "read":
+                worker.send({"registrations": worker.read()})
+            elif request["op"] == "apply":
+                worker.read()
+                for op in request["ops"]:
+                    try:
+                        worker.apply(op)
+                    except Exception as exc:
+                        worker.send(
+                            {
+                                "error": f"{op['op']} {op['kind']} {op['name']}: {exc}",
+                                "address": op.get("address"),
+                            }
+                        )
+                        break
+                    worker.send({"done": op.get("address"), "op": op["op"]})
+                else:
+                    worker.send({"ok": True})
+        except Exception as exc:
+            message = {"error": f"{type(exc).__name__}: {exc}"}
+            if worker is None:
+                protocol.write(json.dumps(message) + "\n")
+                protocol.flush()
+            else:
+                worker.send(message)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Plan and apply one environment: Terraform first, then ZenML registrations.
+
+Planning is read-only. Applying holds the environment's lock, plans again, refuses when the
+result differs from the reviewed plan, applies Terraform's saved plan, then makes the
+registration calls with the outputs Terraform produced, recording each step in the ledger.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stackward.changes import Action, Change, EnvironmentPlan
+from stackward.executors.terraform import TerraformExecutor, TerraformPlan
+from stackward.executors.zenml import ZenmlExecutor
+from stackward.registrations import desired, operations, plan_registrations
+from stackward.resolve import Environment, Repo
+from stackward.state import EnvironmentState, Ledger, environment_lock
+from stackward.zenml_catalog import load_catalog
+
+Progress = Callable[[str], None]
+
+
+class ApplyRefused(Exception):
+    """Applying would not do what was reviewed (stale plan, conflicts, denied by policy)."""
+
+
+@dataclass
+class Planned:
+    """A plan plus what the policies need to see of it."""
+
+    plan: EnvironmentPlan
+    terraform_plan: dict = field(default_factory=dict)
+
+
+@dataclass
+class ApplyResult:
+    environment: str
+    applied: list[Change]
+    apply_id: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied)
+
+
+def revision(repo: Repo) -> str:
+    """The git commit of the environments repo, when it is one."""
+    proc = subprocess.run(
+        ["git", "-C", str(repo.repo_root), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def promotion_order(environments: list[Environment]) -> list[Environment]:
+    """Environments ordered so each comes after the one it is promoted from (dev -> staging -> prod)."""
+    by_name = {e.name: e for e in environments}
+    ordered: list[Environment] = []
+
+    def visit(env: Environment, seen: tuple[str, ...]) -> None:
+        if env in ordered or env.name in seen:
+            return
+        after = (env.settings.get("promotion") or {}).get("after")
+        if isinstance(after, str) and after in by_name:
+            visit(by_name[after], (*seen, env.name))
+        ordered.append(env)
+
+    for env in sorted(environments, key=lambda e: e.name):
+        visit(env, ())
+    return ordered
+
+
+def _resource_types() -> dict[str, tuple[str, ...]]:
+    return {name: info.resource_types for name, info in load_catalog().connectors.items()}
+
+
+class EnvironmentRun:
+    """The executors of one environment for the length of a command."""
+
+    def __init__(
+        self, env: Environment, repo: Repo, state_root: Path, lock_timeout: float, progress: Progress
+    ):
+        self.env = env
+        self.repo = repo
+        self.state = EnvironmentState(state_root, env.name)
+        self.progress = progress
+        self.terraform = TerraformExecutor(env, repo, self.state, lock_timeout)
+        self.zenml = ZenmlExecutor(env, self.state)
+        self.terraform_plan: TerraformPlan | None = None
+
+    def step(self, what: str) -> None:
+        self.progress(f"{self.env.name}: {what}")
+
+    def plan(self) -> Planned:
+        changes: list[Change] = []
+        outputs: dict = {}
+        raw: dict = {}
+        if self.terraform.needed:
+            self.step("terraform plan")
+            self.terraform_plan = self.terraform.plan()
+            changes += self.terraform_plan.changes
+            outputs, raw = self.terraform_plan.outputs, self.terraform_plan.raw
+        self.step("reading ZenML registrations")
+        actual = self.zenml.read()
+        wanted = desired(self.env, outputs, _resource_types())
+        changes += plan_registrations(self.env.name, wanted, actual)
+        return Planned(EnvironmentPlan(self.env.name, changes), raw)
+
+
+def plan_environment(
+    env: Environment, repo: Repo, state_root: Path, lock_timeout: float, progress: Progress
+) -> Planned:
+    """What applying `env` would change (read-only)."""
+    run = EnvironmentRun(env, repo, state_root, lock_timeout, progress)
+    with run.zenml:
+        return run.plan()
+
+
+def stale_plan_message(reviewed: EnvironmentPlan, current: EnvironmentPlan) -> str:
+    """How the world or the specs moved since the plan was reviewed."""
+    before = {c.address: c for c in reviewed.changes if c.action is not Action.NO_OP}
+    after = {c.address: c for c in current.changes if c.action is not Action.NO_OP}
+    lines = []
+    for address in sorted(set(before) | set(after)):
+        old, new = before.get(address), after.get(address)
+        if old is None:
+            lines.append(f"  + now also: {new.action.value} {address}")
+        elif new is None:
+            lines.append(f"  - no longer: {old.action.value} {address}")
+        elif old != new:
+            lines.append(f"  ~ changed: {address} ({old.action.value} -> {new.action.value})")
+    return "\n".join(lines) or "  (the same changes, in a different order)"
+
+
+def apply_environment(
+    env: Environment,
+    repo: Repo,
+    state_root: Path,
+    *,
+    reviewed: EnvironmentPlan | None,
+    lock_timeout: float,
+    progress: Progress,
+    check: Callable[[Planned], None] | None = None,
+) -> ApplyResult:
+    """Apply `env` under its lock; with `reviewed`, only if planning again gives the same plan.
+
+    `check` sees the fresh plan before anything changes and raises ApplyRefused to stop
+    (the policy gate on planned changes)."""
+    run = EnvironmentRun(env, repo, state_root, lock_timeout, progress)
+    run.step("waiting for the environment lock")
+    with environment_lock(run.state, f"stackward apply {env.name}", timeout=lock_timeout), run.zenml:
+        planned = run.plan()
+        plan = planned.plan
+        if reviewed is not None and plan.digest() != reviewed.digest():
+            raise ApplyRefused(
+                f"{env.name}: the plan changed since it was reviewed, so nothing was applied:\n"
+                f"{stale_plan_message(reviewed, plan)}\n  hint: plan again and review the new plan"
+            )
+        if plan.conflicts:
+            reasons = "\n".join(f"  ! {c.address}: {c.reason}" for c in plan.conflicts)
+            raise ApplyRefused(f"{env.name}: nothing was applied:\n{reasons}")
+        if check is not None:
+            check(planned)
+        if not plan.has_changes:
+            run.step("no changes")
+            return ApplyResult(env.name, [])
+        return _apply(run, plan, revision(repo))
+
+
+def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
+    ledger = Ledger(run.state)
+    apply_id = uuid.uuid4().hex[:12]
+    planned = [f"{c.action.value} {c.address}" for c in plan.changes if c.action is not Action.NO_OP]
+    ledger.record("started", apply_id, revision=rev, plan_hash=plan.digest(), changes=planned)
+    started = time.monotonic()
+    try:
+        outputs: dict = {}
+        if run.terraform_plan is not None:
+            terraform_changes = [c for c in run.terraform_plan.changes if c.action is not Action.NO_OP]
+            if terraform_changes:
+                run.step(f"terraform apply ({len(terraform_changes)} changes)")
+                outputs = run.terraform.apply()
+                for change in terraform_changes:
+                    ledger.record("step", apply_id, change=f"{change.action.value} {change.address}")
+            else:
+                outputs = run.terraform_plan.outputs
+        actual = run.zenml.read()
+        wanted = desired(run.env, outputs, _resource_types())
+        changes = plan_registrations(run.env.name, wanted, actual)
+        ops = operations(changes, wanted)
+        run.step(f"ZenML registrations ({len(ops)} calls)")
+        run.zenml.apply(
+            ops, lambda done: ledger.record("step", apply_id, change=f"{done['op']} {done['done']}")
+        )
+    except Exception as exc:
+        ledger.record("finished", apply_id, result="failed", error=str(exc).splitlines()[0][:500])
+        raise
+    ledger.record("finished", apply_id, result="success", seconds=round(time.monotonic() - started, 2))
+    return ApplyResult(run.env.name, [c for c in plan.changes if c.action is not Action.NO_OP], apply_id)

@@ -1,0 +1,303 @@
+"""ZenML registrations: what the specs want, what the store has, and the changes between.
+
+Pure functions, no I/O: `desired()` from a resolved environment and the Terraform outputs,
+`plan_registrations()` from desired and actual, `operations()` turning changes into the
+ordered calls the ZenML executor makes. Ownership: everything stackward creates carries
+labels naming the tool, the environment and a hash of its spec; anything else is never
+modified or deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from stackward.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange, diff_fields
+from stackward.resolve import Environment
+
+MANAGED_BY = "stackward.managed-by"
+ENVIRONMENT = "stackward.environment"
+SPEC_HASH = "stackward.spec-hash"
+OWNERSHIP = (MANAGED_BY, ENVIRONMENT, SPEC_HASH)
+KINDS = ("ServiceConnector", "StackComponent", "Stack")
+_INFRA = re.compile(r"\$\{infra\.([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)\}")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One ZenML resource as stackward wants it (or as the store has it)."""
+
+    kind: str
+    name: str
+    fields: dict[str, Any]  # comparable fields (configuration, connector, components, ...)
+    labels: dict[str, str] = field(default_factory=dict)
+    secret_keys: frozenset[str] = frozenset()  # configuration keys whose values are secret
+    secrets: dict[str, dict] = field(default_factory=dict)  # key -> reference (fromEnv / fromZenmlSecret)
+    unknown: bool = False  # holds values known only after Terraform applies
+    id: str = ""
+
+    @property
+    def owner(self) -> str | None:
+        return self.labels.get(ENVIRONMENT) if self.labels.get(MANAGED_BY) == "stackward" else None
+
+    @property
+    def type(self) -> str:
+        return self.fields.get("type", "")
+
+
+def _substitute(value: Any, outputs: dict[str, dict[str, Any]]) -> tuple[Any, bool]:
+    """Fill ${infra.X.Y} from Terraform outputs; (value, still unknown)."""
+    if isinstance(value, str):
+        whole = _INFRA.fullmatch(value)
+        if whole:
+            known = outputs.get(whole.group(1), {})
+            return (known[whole.group(2)], False) if whole.group(2) in known else (UNKNOWN, True)
+        unknown = False
+
+        def fill(match: re.Match) -> str:
+            nonlocal unknown
+            known = outputs.get(match.group(1), {})
+            if match.group(2) in known:
+                return str(known[match.group(2)])
+            unknown = True
+            return UNKNOWN
+
+        return _INFRA.sub(fill, value), unknown
+    if isinstance(value, dict):
+        items = {k: _substitute(v, outputs) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, any(u for _, u in items.values())
+    if isinstance(value, list):
+        items = [_substitute(v, outputs) for v in value]
+        return [v for v, _ in items], any(u for _, u in items)
+    return value, False
+
+
+def _spec_hash(kind: str, fields: dict, labels: dict, secrets: dict) -> str:
+    text = json.dumps(
+        {"kind": kind, "fields": fields, "labels": labels, "secrets": secrets}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def desired(
+    env: Environment,
+    outputs: dict[str, dict[str, Any]],
+    resource_types: dict[str, tuple[str, ...]] | None = None,
+) -> list[Registration]:
+    """The registrations the environment's specs declare, in creation order.
+
+    `resource_types` (connector type -> its resource types) lets a connector of a type with a
+    single resource type read back the way ZenML stores it."""
+    out = []
+    for resource in env.resources:
+        if resource.kind not in KINDS:
+            continue
+        spec, unknown = _substitute(resource.spec, outputs)
+        secrets: dict[str, dict] = {}
+        if resource.kind == "ServiceConnector":
+            only = (resource_types or {}).get(spec["type"], ())
+            fields = {
+                "type": spec["type"],
+                "auth_method": spec["authMethod"],
+                "resource_type": spec.get("resourceType") or (only[0] if len(only) == 1 else None),
+                "resource_id": spec.get("resourceId"),
+                "configuration": dict(spec.get("configuration") or {}),
+            }
+            secrets = dict(spec.get("secrets") or {})
+        elif resource.kind == "StackComponent":
+            fields = {
+                "type": spec["type"],
+                "flavor": spec["flavor"],
+                "configuration": dict(spec.get("configuration") or {}),
+                "connector": spec.get("connector"),
+                "connector_resource_id": spec.get("connectorResourceId"),
+            }
+        else:
+            fields = {"components": dict(spec["components"])}
+        labels = {k: str(v) for k, v in resource.labels.items()}
+        labels.update({MANAGED_BY: "stackward", ENVIRONMENT: env.name})
+        labels[SPEC_HASH] = _spec_hash(resource.kind, fields, labels, secrets)
+        out.append(
+            Registration(resource.kind, resource.name, fields, labels, frozenset(secrets), secrets, unknown)
+        )
+    order = {kind: index for index, kind in enumerate(KINDS)}
+    return sorted(out, key=lambda r: order[r.kind])
+
+
+def _comparable(reg: Registration) -> dict:
+    """Fields a plan compares: secrets are compared through the spec hash only."""
+    fields = dict(reg.fields)
+    config = fields.get("configuration")
+    if isinstance(config, dict):
+        fields["configuration"] = {k: v for k, v in config.items() if k not in reg.secret_keys}
+    fields["labels"] = dict(reg.labels)
+    return fields
+
+
+def _replace_reason(kind: str, want: Registration, have: Registration) -> str:
+    if kind == "ServiceConnector" and want.fields["type"] != have.fields["type"]:
+        return f"connector type changes from {have.fields['type']} to {want.fields['type']} (ZenML cannot change it in place)"
+    if kind == "StackComponent":
+        if want.fields["type"] != have.fields["type"]:
+            return f"component type changes from {have.fields['type']} to {want.fields['type']}"
+        if want.fields["flavor"] != have.fields["flavor"]:
+            return f"flavor changes from {have.fields['flavor']} to {want.fields['flavor']} (ZenML cannot change it in place)"
+    return ""
+
+
+def _address(kind: str, name: str) -> str:
+    return f"zenml.{kind}.{name}"
+
+
+def plan_registrations(env_name: str, wanted: list[Registration], actual: list[Registration]) -> list[Change]:
+    """Changes that make the store match the specs, touching only what stackward owns."""
+    have = {(r.kind, r.name): r for r in actual}
+    changes: list[Change] = []
+    replaced: set[tuple[str, str]] = set()
+    for want in wanted:
+        key = (want.kind, want.name)
+        current = have.get(key)
+        address = _address(*key)
+        if current is None:
+            after = _comparable(want)
+            after["labels"] = {k: v for k, v in after["labels"].items() if k not in OWNERSHIP}
+            fields = diff_fields({}, after)
+            if want.secrets:
+                fields.append(FieldChange("secrets", None, {k: SENSITIVE for k in want.secrets}))
+            changes.append(Change("zenml", want.kind, want.name, address, Action.CREATE, tuple(fields)))
+            continue
+        if current.owner != env_name:
+            owner = (
+                f"environment {current.owner}"
+                if current.owner
+                else "no one (registered by hand, or ZenML's default)"
+            )
+            changes.append(
+                Change(
+                    "zenml",
+                    want.kind,
+                    want.name,
+                    address,
+                    Action.CONFLICT,
+                    reason=f"a {want.kind} named {want.name!r} already exists and belongs to {owner}; "
+                    "stackward never changes what it does not own: rename yours, or delete or relabel the existing one",
+                )
+            )
+            continue
+        reason = _replace_reason(want.kind, want, current)
+        fields = diff_fields(_comparable(current), _comparable(want))
+        if (
+            want.labels.get(SPEC_HASH) != current.labels.get(SPEC_HASH)
+            and want.secrets
+            and not any(f.path.startswith("configuration") or f.path == "auth_method" for f in fields)
+        ):
+            fields.append(FieldChange("secrets", SENSITIVE, SENSITIVE))
+        fields = [f for f in fields if f.path != f"labels.{SPEC_HASH}"]
+        if reason:
+            replaced.add(key)
+            changes.append(
+                Change("zenml", want.kind, want.name, address, Action.REPLACE, tuple(fields), reason)
+            )
+        elif fields:
+            changes.append(Change("zenml", want.kind, want.name, address, Action.UPDATE, tuple(fields)))
+        else:
+            changes.append(Change("zenml", want.kind, want.name, address, Action.NO_OP))
+    wanted_keys = {(w.kind, w.name) for w in wanted}
+    for current in actual:
+        if current.owner == env_name and (current.kind, current.name) not in wanted_keys:
+            changes.append(
+                Change(
+                    "zenml",
+                    current.kind,
+                    current.name,
+                    _address(current.kind, current.name),
+                    Action.DELETE,
+                    reason="no longer in the specs (pruned)",
+                )
+            )
+    return _cascade(changes, wanted, replaced)
+
+
+def _cascade(
+    changes: list[Change], wanted: list[Registration], replaced: set[tuple[str, str]]
+) -> list[Change]:
+    """A stack using a replaced component is replaced too (ZenML will not delete a component
+    that a stack uses); a component using a replaced connector is reconnected (an update)."""
+    replaced_components = {name for kind, name in replaced if kind == "StackComponent"}
+    replaced_connectors = {name for kind, name in replaced if kind == "ServiceConnector"}
+    out = []
+    for change in changes:
+        want = next((w for w in wanted if (w.kind, w.name) == (change.kind, change.name)), None)
+        if want is not None and change.action in (Action.NO_OP, Action.UPDATE):
+            if change.kind == "Stack":
+                used = sorted(set(want.fields["components"].values()) & replaced_components)
+                if used:
+                    change = Change(
+                        change.layer,
+                        change.kind,
+                        change.name,
+                        change.address,
+                        Action.REPLACE,
+                        change.fields,
+                        f"its component {', '.join(used)} is replaced",
+                    )
+            elif change.kind == "StackComponent" and want.fields.get("connector") in replaced_connectors:
+                reconnect = FieldChange(
+                    "connector", want.fields["connector"], f"{want.fields['connector']} (re-created)"
+                )
+                change = Change(
+                    change.layer,
+                    change.kind,
+                    change.name,
+                    change.address,
+                    Action.UPDATE,
+                    (*change.fields, reconnect),
+                )
+        out.append(change)
+    return out
+
+
+def operations(changes: list[Change], wanted: list[Registration]) -> list[dict]:
+    """Changes as ordered executor calls: tear down stacks -> components -> connectors,
+    then build connectors -> components -> stacks."""
+    want = {(w.kind, w.name): w for w in wanted}
+    ops: list[dict] = []
+    teardown = [c for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
+    reconnect = {
+        c.name
+        for c in changes
+        if c.kind == "StackComponent"
+        and c.action is Action.UPDATE
+        and any(f.path == "connector" for f in c.fields)
+    }
+    for kind in reversed(KINDS):
+        if kind == "ServiceConnector":
+            ops += [
+                {"op": "disconnect", "kind": "StackComponent", "name": name} for name in sorted(reconnect)
+            ]
+        ops += [
+            {"op": "delete", "kind": c.kind, "name": c.name, "address": c.address}
+            for c in teardown
+            if c.kind == kind
+        ]
+    for kind in KINDS:
+        for change in changes:
+            if change.kind != kind or change.action not in (Action.CREATE, Action.REPLACE, Action.UPDATE):
+                continue
+            reg = want[(change.kind, change.name)]
+            op = "update" if change.action is Action.UPDATE else "create"
+            ops.append(
+                {
+                    "op": op,
+                    "kind": kind,
+                    "name": reg.name,
+                    "address": change.address,
+                    "fields": reg.fields,
+                    "labels": reg.labels,
+                    "secrets": reg.secrets,
+                }
+            )
+    return ops
