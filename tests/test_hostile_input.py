@@ -129,8 +129,8 @@ def test_variables_inside_text_read_like_yaml(examples: Path):
         (examples / "local/environment.yaml")
         .read_text()
         .replace(
-            "artifact_root: .stackward/artifacts",
-            "artifact_root: .stackward/artifacts\n    versioned: true\n    owner: null",
+            "  variables:\n",
+            "  variables:\n    versioned: true\n    owner: null\n",
         )
     )
     write(
