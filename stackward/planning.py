@@ -7,6 +7,7 @@ registration calls with the outputs Terraform produced, recording each step in t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -50,9 +51,12 @@ class ApplyResult:
 
 def revision(repo: Repo) -> str:
     """The git commit of the environments repo, when it is one."""
-    proc = subprocess.run(
-        ["git", "-C", str(repo.repo_root), "rev-parse", "HEAD"], capture_output=True, text=True
-    )
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo.repo_root), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+    except OSError:  # no git on this machine
+        return ""
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
@@ -163,12 +167,28 @@ def apply_environment(
         if plan.conflicts:
             reasons = "\n".join(f"  ! {c.address}: {c.reason}" for c in plan.conflicts)
             raise ApplyRefused(f"{env.name}: nothing was applied:\n{reasons}")
+        _secrets_are_set(env)
         if check is not None:
             check(planned)
         if not plan.has_changes:
             run.step("no changes")
             return ApplyResult(env.name, [])
         return _apply(run, plan, revision(repo))
+
+
+def _secrets_are_set(env: Environment) -> None:
+    """Every secret read from an environment variable is there, before anything changes."""
+    missing = sorted(
+        f"{ref['fromEnv']} (secret {key} of connector {resource.name})"
+        for resource in env.resources
+        if resource.kind == "ServiceConnector"
+        for key, ref in (resource.spec.get("secrets") or {}).items()
+        if "fromEnv" in ref and ref["fromEnv"] not in os.environ
+    )
+    if missing:
+        raise ApplyRefused(
+            f"{env.name}: nothing was applied: these environment variables are not set: {', '.join(missing)}"
+        )
 
 
 def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:

@@ -237,10 +237,10 @@ def _fields(change: dict) -> list[FieldChange]:
 
 def _explain(env: str, step: str, text: str) -> str:
     """Terraform's error, shortened, with what to do."""
-    lines = [
-        line for line in (text or "").splitlines() if line.strip() and not set(line.strip()) <= set("╷╵│ ")
-    ]
-    detail = " ".join(line.strip("│ ").strip() for line in lines[:6])
+    lines = [line.strip("│ ").strip() for line in (text or "").splitlines()]
+    lines = [line for line in lines if line and not set(line) <= set("╷╵")]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Error:")), 0)
+    detail = " ".join(lines[start : start + 6])
     if "Error acquiring the state lock" in text:
         hint = "another run holds this environment's Terraform state; wait for it, or if it died, unlock the state"
     elif "provider" in text.lower() and (

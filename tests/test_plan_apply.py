@@ -1,0 +1,351 @@
+"""Plan and apply against a real ZenML store and the real terraform binary (modules built
+from Terraform's built-in terraform_data; no provider can be downloaded here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, run, write
+from postgres import postgres_server
+from zenml_tools import copy_store, make_store, zenml_run, zenml_state
+
+from stackward.state import EnvironmentState, Ledger, environment_lock
+
+HEAD = "apiVersion: stackward.dev/v1alpha1\n"
+IMAGE_BUILDER = HEAD + (
+    "kind: StackComponent\nmetadata: {name: local-builder}\nspec:\n  type: image_builder\n  flavor: local\n"
+    "  configuration:\n    use_subprocess_call: true\n"
+)
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("zenml-template"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path, store_template: Path) -> Path:
+    """environments/ with the offline local environment, and a state folder with a fresh store."""
+    root = tmp_path / "environments"
+    shutil.copytree(EXAMPLES / "local", root / "local")
+    shutil.copytree(EXAMPLES / "_modules", root / "_modules")
+    copy_store(store_template, tmp_path / "state", "local")
+    return root
+
+
+def state_of(repo: Path) -> Path:
+    return repo.parent / "state"
+
+
+def stackward(repo: Path, *args: str) -> object:
+    return run(*args[:1], str(repo), *args[1:], "--state-dir", str(state_of(repo)))
+
+
+def apply(repo: Path, *args: str):
+    return stackward(repo, "apply", "--env", "local", *args)
+
+
+def test_apply_creates_everything_and_outputs_flow_into_registrations(repo: Path):
+    result = apply(repo)
+    assert result.exit_code == 0, result.output
+    assert "local: +4 ~0 -0 ±0" in result.output
+    assert "local: applied 4 change(s)" in result.output
+    zenml = zenml_state(state_of(repo), "local")
+    assert zenml["stacks"]["local-stack"]["components"] == {
+        "artifact_store": "local-artifact-store",
+        "orchestrator": "local-orchestrator",
+    }
+    store = zenml["components"]["local-artifact-store"]
+    expected = (state_of(repo) / "local" / "artifacts" / "local").resolve()
+    assert store["configuration"]["path"] == str(expected)  # the Terraform output, after apply
+    assert store["labels"]["stackward.managed-by"] == "stackward"
+    assert store["labels"]["stackward.environment"] == "local"
+    assert store["labels"]["team"] == "ml-platform"
+    assert "default" in zenml["stacks"]  # ZenML's own stack is left alone
+
+
+def test_second_apply_reports_no_changes_and_touches_nothing(repo: Path):
+    assert apply(repo).exit_code == 0
+    before = zenml_state(state_of(repo), "local")
+    ledger = Ledger(EnvironmentState(state_of(repo), "local"))
+    assert [a["result"] for a in ledger.applies()] == ["success"]
+    result = apply(repo)
+    assert result.exit_code == 0
+    assert "local: no changes" in result.output
+    assert zenml_state(state_of(repo), "local") == before  # same `updated` times
+    assert len(ledger.applies()) == 1
+    plan = stackward(repo, "plan", "--env", "local")
+    assert "local: +0 ~0 -0 ±0" in plan.output and "no changes" in plan.output
+
+
+def test_update_of_configuration_and_labels_is_exact(repo: Path):
+    write(repo, {"local/builder.yaml": IMAGE_BUILDER})
+    assert apply(repo).exit_code == 0
+    assert zenml_state(state_of(repo), "local")["components"]["local-builder"]["configuration"] == {
+        "use_subprocess_call": "True"
+    }
+    # Drop the key (ZenML merges configuration: stackward must send it as None) and add a label.
+    write(
+        repo,
+        {
+            "local/builder.yaml": IMAGE_BUILDER.replace(
+                "  configuration:\n    use_subprocess_call: true\n", ""
+            ).replace(
+                "metadata: {name: local-builder}", "metadata: {name: local-builder, labels: {tier: gold}}"
+            )
+        },
+    )
+    plan = stackward(repo, "plan", "--env", "local")
+    assert "~ zenml.StackComponent.local-builder" in plan.output
+    assert "configuration.use_subprocess_call: true -> null" in plan.output
+    assert "labels.tier: null -> gold" in plan.output
+    assert apply(repo).exit_code == 0
+    builder = zenml_state(state_of(repo), "local")["components"]["local-builder"]
+    assert builder["configuration"].get("use_subprocess_call") in (None, "False")
+    assert builder["labels"]["tier"] == "gold"
+    assert "no changes" in apply(repo).output
+
+
+def test_flavor_change_replaces_the_component_and_the_stack_using_it(repo: Path):
+    assert apply(repo).exit_code == 0
+    stack = (repo / "local/stack.yaml").read_text()
+    write(
+        repo,
+        {
+            "local/stack.yaml": stack.replace(
+                "  type: orchestrator\n  flavor: local\n", "  type: orchestrator\n  flavor: local_docker\n"
+            )
+        },
+    )
+    plan = stackward(repo, "plan", "--env", "local")
+    assert "local: +0 ~0 -0 ±2" in plan.output
+    assert "WARNING: 2 resource(s) will be destroyed or replaced" in plan.output
+    assert (
+        "because flavor changes from local to local_docker (ZenML cannot change it in place)" in plan.output
+    )
+    assert "because its component local-orchestrator is replaced" in plan.output
+    assert apply(repo).exit_code == 0
+    zenml = zenml_state(state_of(repo), "local")
+    assert zenml["components"]["local-orchestrator"]["flavor"] == "local_docker"
+    assert zenml["stacks"]["local-stack"]["components"]["orchestrator"] == "local-orchestrator"
+    assert "no changes" in apply(repo).output
+
+
+def test_removed_specs_are_pruned(repo: Path):
+    write(repo, {"local/builder.yaml": IMAGE_BUILDER})
+    assert apply(repo).exit_code == 0
+    (repo / "local/builder.yaml").unlink()
+    plan = stackward(repo, "plan", "--env", "local")
+    assert "- zenml.StackComponent.local-builder" in plan.output
+    assert "because no longer in the specs (pruned)" in plan.output
+    assert apply(repo).exit_code == 0
+    assert "local-builder" not in zenml_state(state_of(repo), "local")["components"]
+
+
+HANDMADE = """
+from zenml.client import Client
+from zenml.enums import StackComponentType as T
+Client().create_stack_component("{name}", "local", T.IMAGE_BUILDER, {{}}, labels={{"owner": "alice"}})
+"""
+
+
+def test_resources_registered_by_hand_are_left_alone(repo: Path):
+    zenml_run(state_of(repo), "local", HANDMADE.format(name="alice-builder"))
+    assert apply(repo).exit_code == 0
+    write(repo, {"local/extra.yaml": IMAGE_BUILDER})
+    assert apply(repo).exit_code == 0
+    (repo / "local/extra.yaml").unlink()
+    assert apply(repo).exit_code == 0  # prunes local-builder (owned), never alice-builder
+    components = zenml_state(state_of(repo), "local")["components"]
+    assert "alice-builder" in components and components["alice-builder"]["labels"] == {"owner": "alice"}
+    assert "local-builder" not in components
+
+
+def test_a_name_taken_by_a_resource_stackward_does_not_own_blocks_apply(repo: Path):
+    zenml_run(state_of(repo), "local", HANDMADE.format(name="local-builder"))
+    write(repo, {"local/extra.yaml": IMAGE_BUILDER})
+    result = apply(repo)
+    assert result.exit_code == 1
+    assert "! zenml.StackComponent.local-builder" in result.output
+    assert "already exists and belongs to no one (registered by hand, or ZenML's default)" in result.output
+    zenml = zenml_state(state_of(repo), "local")
+    assert zenml["components"]["local-builder"]["labels"] == {"owner": "alice"}
+    assert "local-stack" not in zenml["stacks"]  # nothing was applied
+
+
+def test_an_apply_waits_for_the_lock_then_fails_naming_the_holder(repo: Path):
+    state = EnvironmentState(state_of(repo), "local")
+    with environment_lock(state, "stackward apply local (the other run)"):
+        result = apply(repo, "--lock-timeout", "1")
+    assert result.exit_code == 1
+    assert "environment local is locked by stackward apply local (the other run) (pid" in result.output
+    assert "gave up after 1 s" in result.output
+    assert "local-stack" not in zenml_state(state_of(repo), "local")["stacks"]
+    assert apply(repo).exit_code == 0  # released
+
+
+def test_a_plan_is_refused_when_specs_or_the_world_changed_since_review(repo: Path, tmp_path: Path):
+    plan_file = tmp_path / "plan.json"
+    assert stackward(repo, "plan", "--env", "local", "--out", str(plan_file)).exit_code == 0
+    write(repo, {"local/builder.yaml": IMAGE_BUILDER})  # the specs move on after review
+    result = apply(repo, "--plan", str(plan_file))
+    assert result.exit_code == 1
+    assert "the plan changed since it was reviewed, so nothing was applied" in result.output
+    assert "+ now also: create zenml.StackComponent.local-builder" in result.output
+    assert "local-stack" not in zenml_state(state_of(repo), "local")["stacks"]
+    # Reviewed and unchanged: applies.
+    assert stackward(repo, "plan", "--env", "local", "--out", str(plan_file)).exit_code == 0
+    assert apply(repo, "--plan", str(plan_file)).exit_code == 0
+    # Someone edits an owned component by hand after review: refused again.
+    assert stackward(repo, "plan", "--env", "local", "--out", str(plan_file)).exit_code == 0
+    zenml_run(
+        state_of(repo),
+        "local",
+        "from zenml.client import Client\nfrom zenml.enums import StackComponentType as T\n"
+        "Client().update_stack_component('local-builder', T.IMAGE_BUILDER, labels={'hand': 'edit'})",
+    )
+    result = apply(repo, "--plan", str(plan_file))
+    assert result.exit_code == 1 and "changed since it was reviewed" in result.output
+
+
+def test_an_edited_plan_file_is_rejected(repo: Path, tmp_path: Path):
+    plan_file = tmp_path / "plan.json"
+    write(repo, {"local/builder.yaml": IMAGE_BUILDER})
+    stackward(repo, "plan", "--env", "local", "--out", str(plan_file))
+    data = json.loads(plan_file.read_text())
+    data["environments"][0]["changes"] = data["environments"][0]["changes"][:1]
+    plan_file.write_text(json.dumps(data))
+    result = apply(repo, "--plan", str(plan_file))
+    assert result.exit_code == 2
+    assert "edited after it was written" in result.output
+
+
+def test_a_killed_apply_is_detected_and_a_rerun_converges(repo: Path):
+    many = "---\n".join(
+        HEAD
+        + f"kind: StackComponent\nmetadata: {{name: local-builder-{i}}}\nspec:\n  type: image_builder\n  flavor: local\n"
+        for i in range(40)
+    )
+    write(repo, {"local/many.yaml": many})
+    command = [
+        shutil.which("stackward", path=os.path.dirname(sys.executable)),
+        "apply",
+        str(repo),
+        "--env",
+        "local",
+        "--state-dir",
+        str(state_of(repo)),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    ledger = Ledger(EnvironmentState(state_of(repo), "local"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        steps = [e for e in ledger.entries() if e["event"] == "step" and "zenml." in e.get("change", "")]
+        if len(steps) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the CLI and its ZenML worker, mid-way
+    process.wait()
+    (interrupted,) = ledger.applies()
+    assert interrupted["result"] == "interrupted" and 3 <= len(interrupted["done"]) < 44
+    result = apply(repo, "--lock-timeout", "1")
+    assert result.exit_code == 1
+    assert "which is no longer running" in result.output and "stackward unlock local" in result.output
+    assert run("unlock", "local", str(repo), "--state-dir", str(state_of(repo))).exit_code == 0
+    result = apply(repo)
+    assert result.exit_code == 0, result.output
+    zenml = zenml_state(state_of(repo), "local")
+    assert {f"local-builder-{i}" for i in range(40)} <= set(zenml["components"])
+    assert "local-stack" in zenml["stacks"]
+    assert [a["result"] for a in ledger.applies()] == ["interrupted", "success"]
+    assert "no changes" in apply(repo).output
+
+
+REGISTRY = HEAD + (
+    "kind: ServiceConnector\nmetadata: {name: local-registry}\nspec:\n  type: docker\n  authMethod: password\n"
+    "  configuration: {registry: registry.example}\n"
+    "  secrets:\n    username: {fromEnv: LOCAL_REGISTRY_USER}\n    password: {fromEnv: LOCAL_REGISTRY_PASSWORD}\n"
+)
+
+
+def test_secret_values_never_reach_plans_outputs_or_the_ledger(repo: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("LOCAL_REGISTRY_USER", "robot")
+    monkeypatch.setenv("LOCAL_REGISTRY_PASSWORD", "hunter2-s3cr3t-value")
+    write(repo, {"local/registry.yaml": REGISTRY})
+    plan_file = tmp_path / "plan.json"
+    plan = stackward(repo, "plan", "--env", "local", "--out", str(plan_file))
+    assert plan.exit_code == 0, plan.output
+    assert 'secrets: {"password": "(sensitive)", "username": "(sensitive)"}' in plan.output
+    applied = apply(repo)
+    assert applied.exit_code == 0, applied.output
+    for text in [
+        plan.output,
+        applied.output,
+        plan_file.read_text(),
+        (state_of(repo) / "local/ledger.jsonl").read_text(),
+    ]:
+        assert "hunter2" not in text
+    assert zenml_state(state_of(repo), "local")["connectors"]["local-registry"]["auth_method"] == "password"
+    monkeypatch.setenv("LOCAL_REGISTRY_PASSWORD", "rotated-s3cr3t")
+    assert "no changes" in apply(repo).output  # references are compared, never values
+
+
+def test_a_missing_secret_variable_names_the_variable_and_stops(repo: Path, monkeypatch):
+    monkeypatch.setenv("LOCAL_REGISTRY_USER", "robot")
+    monkeypatch.delenv("LOCAL_REGISTRY_PASSWORD", raising=False)
+    write(repo, {"local/registry.yaml": REGISTRY})
+    result = apply(repo)
+    assert result.exit_code == 1
+    assert (
+        "local: nothing was applied: these environment variables are not set: "
+        "LOCAL_REGISTRY_PASSWORD (secret password of connector local-registry)" in result.output
+    )
+    assert "local-stack" not in zenml_state(state_of(repo), "local")["stacks"]
+    assert not (state_of(repo) / "local/terraform.tfstate").exists()  # not even Terraform ran
+
+
+def test_terraform_missing_or_failing_is_explained(repo: Path, monkeypatch):
+    write(repo, {"_modules/local-base/broken.tf": 'resource "terraform_data" "x" {\n'})
+    result = stackward(repo, "plan", "--env", "local")
+    assert result.exit_code == 1
+    assert "local: could not plan: local: terraform init failed" in result.output
+    (repo / "_modules/local-base/broken.tf").unlink()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    result = stackward(repo, "plan", "--env", "local")
+    assert result.exit_code == 1
+    assert "terraform is not installed or not on PATH" in result.output
+
+
+def test_pg_backend_keeps_terraform_state_in_postgres(repo: Path, tmp_path: Path, monkeypatch):
+    env = (
+        (repo / "local/environment.yaml")
+        .read_text()
+        .replace(
+            "  terraform:\n    backend:\n      type: local\n",
+            "  terraform:\n    backend:\n      type: pg\n      config: {schema_name: stackward_local}\n",
+        )
+    )
+    write(repo, {"local/environment.yaml": env})
+    with postgres_server() as url:
+        monkeypatch.setenv("PG_CONN_STR", url)
+        result = apply(repo)
+        assert result.exit_code == 0, result.output
+        assert not (state_of(repo) / "local/terraform.tfstate").exists()
+        rows = subprocess.run(
+            ["psql", url, "-tAc", "select name from stackward_local.states"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert rows == ["default"]
+        assert "no changes" in apply(repo).output
