@@ -108,10 +108,10 @@ class EnvironmentRun:
             self.terraform_plan = self.terraform.plan()
             changes += self.terraform_plan.changes
             outputs, raw = self.terraform_plan.outputs, self.terraform_plan.raw
-        self.step("reading ZenML registrations")
-        actual = self.zenml.read()
         wanted = desired(self.env, outputs, _resource_types())
-        changes += plan_registrations(self.env.name, wanted, actual)
+        if wanted or self.zenml.store_may_hold_registrations:
+            self.step("reading ZenML registrations")
+            changes += plan_registrations(self.env.name, wanted, self.zenml.read())
         return Planned(EnvironmentPlan(self.env.name, changes), raw)
 
 
@@ -208,9 +208,10 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
                     ledger.record("step", apply_id, change=f"{change.action.value} {change.address}")
             else:
                 outputs = run.terraform_plan.outputs
-        actual = run.zenml.read()
         wanted = desired(run.env, outputs, _resource_types())
-        changes = plan_registrations(run.env.name, wanted, actual)
+        if not wanted and not run.zenml.store_may_hold_registrations:
+            return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
+        changes = plan_registrations(run.env.name, wanted, run.zenml.read())
         ops = operations(changes, wanted)
         run.step(f"ZenML registrations ({len(ops)} calls)")
         run.zenml.apply(
@@ -219,5 +220,9 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
     except Exception as exc:
         ledger.record("finished", apply_id, result="failed", error=str(exc).splitlines()[0][:500])
         raise
+    return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
+
+
+def _finish(ledger: Ledger, apply_id: str, plan: EnvironmentPlan, started: float) -> list[Change]:
     ledger.record("finished", apply_id, result="success", seconds=round(time.monotonic() - started, 2))
-    return ApplyResult(run.env.name, [c for c in plan.changes if c.action is not Action.NO_OP], apply_id)
+    return [c for c in plan.changes if c.action is not Action.NO_OP]

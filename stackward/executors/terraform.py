@@ -135,10 +135,19 @@ class TerraformExecutor:
         return out
 
     def init(self) -> Terraform:
+        """Render the root module; `terraform init` only when it changed (or never ran)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "main.tf.json").write_text(json.dumps(self.render(), indent=2, sort_keys=True) + "\n")
+        rendered = json.dumps(self.render(), indent=2, sort_keys=True) + "\n"
+        main = self.workdir / "main.tf.json"
+        initialised = (
+            (self.workdir / ".terraform").is_dir() and main.exists() and main.read_text() == rendered
+        )
+        main.write_text(rendered)
         tf = self._terraform()
-        self._run(tf, "init", input=False, reconfigure=IsFlagged, lock_timeout=f"{self.lock_timeout:.0f}s")
+        if not initialised:
+            self._run(
+                tf, "init", input=False, reconfigure=IsFlagged, lock_timeout=f"{self.lock_timeout:.0f}s"
+            )
         return tf
 
     def plan(self) -> TerraformPlan:

@@ -50,7 +50,18 @@ class ZenmlExecutor:
         self.state = state
         self._process: subprocess.Popen | None = None
 
+    @property
+    def store_may_hold_registrations(self) -> bool:
+        """False only for an embedded store that was never created (nothing to own or prune)."""
+        embedded = (self.env.settings.get("zenml") or {}).get("mode", "embedded") == "embedded"
+        return not embedded or self.state.zenml_config.exists()
+
     def __enter__(self) -> ZenmlExecutor:
+        return self
+
+    def _start(self) -> None:
+        if self._process is not None:
+            return
         self.state.ensure()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "stackward.executors.zenml_worker"],
@@ -60,7 +71,6 @@ class ZenmlExecutor:
             text=True,
             env=worker_environment(self.env, self.state),
         )
-        return self
 
     def __exit__(self, *exc: object) -> None:
         process = self._process
@@ -75,6 +85,7 @@ class ZenmlExecutor:
             process.wait()
 
     def _send(self, request: dict) -> None:
+        self._start()  # the worker starts on first use: planning an environment without registrations needs none
         assert self._process is not None and self._process.stdin is not None
         self._process.stdin.write(json.dumps(request) + "\n")
         self._process.stdin.flush()
