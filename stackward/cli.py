@@ -22,7 +22,26 @@ EXIT_USAGE = 2
 EXIT_CANNOT_RUN = 3
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Built-in commands plus those front-ends register under the `stackward.commands` entry
+    point group (the engine never imports a front-end by name), loaded only when used."""
+
+    def _plugins(self) -> dict[str, Any]:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep for ep in entry_points(group="stackward.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in self._plugins():
+            command = self._plugins()[name].load()
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stackward")
 def main() -> None:
     """GitOps for ML platform infrastructure: ZenML stacks and Terraform, per environment."""
@@ -213,16 +232,6 @@ def _progress(message: str) -> None:
     click.echo(click.style(f"… {message}", dim=True), err=True)
 
 
-def _plan_policies(report: Any, planned: dict, policy: PolicyOptions) -> list:
-    """The policy gate on specs and planned changes; findings (errors block)."""
-    from stackward.policy.check import check_policies
-
-    policy.changes = {name: [c.to_dict() for c in p.plan.changes] for name, p in planned.items()}
-    policy.terraform_plans = {name: p.terraform_plan for name, p in planned.items() if p.terraform_plan}
-    envs = [e for e in report.environments if e.name in planned]
-    return check_policies(envs, report.repo, policy).diagnostics
-
-
 @main.command()
 @_check_options
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the plan as JSON here.")
@@ -243,7 +252,7 @@ def plan(
     from stackward.executors.zenml import ZenmlError
     from stackward.output.human import render_diagnostic
     from stackward.output.plan_text import render
-    from stackward.planning import Planned, plan_environment, promotion_order, revision
+    from stackward.planning import Planned, plan_environment, plan_policy_findings, promotion_order, revision
 
     report = _validated(path, env)
     state_root = state_dir or report.repo.repo_root / ".stackward"
@@ -255,7 +264,9 @@ def plan(
             )
         except (TerraformError, ZenmlError) as exc:
             planned[environment.name] = Planned(EnvironmentPlan(environment.name, error=str(exc)))
-    findings = _plan_policies(report, planned, _policy(**policy, required=False))
+    findings = plan_policy_findings(
+        report.environments, report.repo, planned, _policy(**policy, required=False)
+    )
     result = Plan(revision(report.repo), [p.plan for p in planned.values()])
     if out is not None:
         out.write_text(result.to_json())
@@ -296,7 +307,13 @@ def apply(
     from stackward.executors.zenml import ZenmlError
     from stackward.output.human import render_diagnostic
     from stackward.output.plan_text import render_environment
-    from stackward.planning import ApplyRefused, Planned, apply_environment, promotion_order
+    from stackward.planning import (
+        ApplyRefused,
+        Planned,
+        apply_environment,
+        plan_policy_findings,
+        promotion_order,
+    )
     from stackward.state import LockError
 
     reviewed = None
@@ -317,7 +334,8 @@ def apply(
 
         def gate(planned: Planned, environment: Any = environment) -> None:
             click.echo(render_environment(planned.plan))
-            blocking = [d for d in _plan_policies(report, {environment.name: planned}, options) if d.is_error]
+            found = plan_policy_findings([environment], report.repo, {environment.name: planned}, options)
+            blocking = [d for d in found if d.is_error]
             if blocking:
                 raise ApplyRefused(
                     f"{environment.name}: denied by policy, nothing was applied:\n"

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stackward.changes import Action, Change, EnvironmentPlan
+from stackward.diagnostics import Diagnostic
 from stackward.executors.terraform import TerraformExecutor, TerraformPlan
 from stackward.executors.zenml import ZenmlExecutor
+from stackward.policy.check import PolicyOptions, check_policies
 from stackward.registrations import desired, operations, plan_registrations
 from stackward.resolve import Environment, Repo
 from stackward.state import EnvironmentState, Ledger, environment_lock
@@ -115,6 +117,15 @@ class EnvironmentRun:
         return Planned(EnvironmentPlan(self.env.name, changes), raw)
 
 
+def plan_policy_findings(
+    environments: list[Environment], repo: Repo, planned: dict[str, Planned], options: PolicyOptions
+) -> list[Diagnostic]:
+    """The policy gate on planned environments: specs, planned changes and Terraform's plan."""
+    options.changes = {name: [c.to_dict() for c in p.plan.changes] for name, p in planned.items()}
+    options.terraform_plans = {name: p.terraform_plan for name, p in planned.items() if p.terraform_plan}
+    return check_policies([e for e in environments if e.name in planned], repo, options).diagnostics
+
+
 def plan_environment(
     env: Environment, repo: Repo, state_root: Path, lock_timeout: float, progress: Progress
 ) -> Planned:
@@ -146,11 +157,13 @@ def apply_environment(
     state_root: Path,
     *,
     reviewed: EnvironmentPlan | None,
+    reviewed_digest: str | None = None,
     lock_timeout: float,
     progress: Progress,
     check: Callable[[Planned], None] | None = None,
 ) -> ApplyResult:
-    """Apply `env` under its lock; with `reviewed`, only if planning again gives the same plan.
+    """Apply `env` under its lock; with `reviewed` (or only its `reviewed_digest`), only if
+    planning again gives the same plan.
 
     `check` sees the fresh plan before anything changes and raises ApplyRefused to stop
     (the policy gate on planned changes)."""
@@ -163,6 +176,12 @@ def apply_environment(
             raise ApplyRefused(
                 f"{env.name}: the plan changed since it was reviewed, so nothing was applied:\n"
                 f"{stale_plan_message(reviewed, plan)}\n  hint: plan again and review the new plan"
+            )
+        if reviewed_digest is not None and plan.digest() != reviewed_digest:
+            raise ApplyRefused(
+                f"{env.name}: the plan changed since it was reviewed (reviewed {reviewed_digest[:12]}, "
+                f"now {plan.digest()[:12]}: the specs or the live state moved), so nothing was applied\n"
+                "  hint: plan again on a pull request and review the new plan"
             )
         if plan.conflicts:
             reasons = "\n".join(f"  ! {c.address}: {c.reason}" for c in plan.conflicts)

@@ -1,0 +1,65 @@
+"""Which environments a set of changed files touches.
+
+An environment's own folder touches it; a shared folder it inherits (`_base`) touches it; a
+Terraform module one of its Infrastructure documents uses touches it; a policy file touches
+every environment (policies judge them all).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from stackward.resolve import Environment, Repo
+from stackward.terraform_modules import SourceKind, classify
+
+
+class GitError(Exception):
+    """Git could not answer (a commit missing from a shallow clone, not a repository)."""
+
+
+def changed_files(repo_root: Path, base: str, head: str) -> list[str]:
+    """Files that differ between the merge base of `base` and `head`, and `head`."""
+    proc = subprocess.run(
+        ["git", "-C", str(repo_root), "diff", "--name-only", f"{base}...{head}"],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise GitError(
+            f"git diff {base[:7]}...{head[:7]} failed: {proc.stderr.strip()}; check out the repository "
+            "with its history (actions/checkout with fetch-depth: 0)"
+        )
+    return [line for line in proc.stdout.splitlines() if line]
+
+
+def _module_folders(env: Environment) -> list[Path]:
+    folders = []
+    for module in env.of_kind("Infrastructure").values():
+        source = module.spec.get("source")
+        location = module.location(("spec", "source"))
+        if isinstance(source, str) and classify(source) is SourceKind.LOCAL and location is not None:
+            folders.append((Path(location.file).resolve().parent / source).resolve())
+    return folders
+
+
+def touched_environments(
+    repo: Repo, environments: list[Environment], files: list[str], policies: Path | None = None
+) -> list[str]:
+    """Names of the environments the changed `files` (relative to the repository root) touch."""
+    touched: set[str] = set()
+    policy_folder = (policies or repo.repo_root / "policies").resolve()
+    for name in files:
+        path = (repo.repo_root / name).resolve()
+        if path.is_relative_to(policy_folder):
+            return sorted(e.name for e in environments)
+        if not path.is_relative_to(repo.root):
+            continue
+        top = path.relative_to(repo.root).parts[0]
+        if top in repo.environments:
+            touched.add(top)
+            continue
+        for env in environments:
+            if top in env.bases or any(path.is_relative_to(folder) for folder in _module_folders(env)):
+                touched.add(env.name)
+    return sorted(touched)

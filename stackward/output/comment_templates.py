@@ -1,0 +1,31 @@
+"""Wording of the pull-request comment, apart from the code that decides what to say."""
+
+from string import Template
+
+HEADER = Template("### stackward $title for `$short_sha`")
+NOTE = Template("> $text")
+TABLE_HEAD = "| environment | validation | policy deny / warn | + ~ - ± | status |\n|---|---|---|---|---|"
+TABLE_ROW = Template("| **$env** | $validation | $deny / $warn | $summary | $status |")
+DESTROY_WARNING = Template(
+    "> [!WARNING]\n> **$count resource(s) will be destroyed or replaced** when this merges:\n$items"
+)
+DESTROY_ITEM = Template(">  - `$env`: $action `$address`$reason")
+FINDINGS_HEAD = "#### Validation and policy"
+FINDING = Template("- $icon $where **$code**: $message$hint")
+FINDINGS_MORE = Template("- … and $count more in the [job summary]($summary_url)")
+DETAILS = Template("<details><summary>$env: $summary</summary>\n\n```diff\n$changes\n```\n\n</details>")
+DETAILS_OMITTED = Template("Details per environment are in the [job summary]($summary_url).")
+NO_CHANGES = Template("No changes: $envs.")
+FOOTER = Template(
+    "<sub>Computed for $sha by [stackward]($run_url). Applies on merge, in promotion order.</sub>"
+)
+CLOSED = "> [!NOTE]\n> This pull request was closed without merging: the plan below will not be applied."
+FORK = "Pull request from a fork: specs and policies were checked; no plan is computed for forks (no secrets, and no Terraform from a fork's code)."
+DRAFT = "Draft pull request: planned for review; mark it ready when it is."
+POLICY_FILES = Template(
+    "Policy files changed in this pull request ($files). They were not used to judge it: the "
+    "policies of the base branch were. Changes to policies need their owners' review."
+)
+APPLY_HEAD = Template("### stackward apply of `$short_sha`")
+APPLY_ROW = Template("| **$env** | $result | $summary | $detail |")
+APPLY_TABLE_HEAD = "| environment | result | changes | details |\n|---|---|---|---|"
