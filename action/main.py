@@ -461,6 +461,14 @@ def _write_outputs(ctx: GitHubContext, outputs: dict[str, str]) -> None:
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), envvar="STACKWARD_STATE_DIR")
 @click.option("--opa-url", envvar="STACKWARD_OPA_URL")
 @click.option("--lock-timeout", type=float, default=600.0, show_default=True)
+@click.option(
+    "--api-backoff",
+    type=float,
+    default=1.0,
+    envvar="STACKWARD_API_BACKOFF",
+    show_default=True,
+    help="Seconds of backoff between GitHub API retries (grows per attempt).",
+)
 def command(
     path: Path,
     policies: Path | None,
@@ -469,6 +477,7 @@ def command(
     state_dir: Path | None,
     opa_url: str | None,
     lock_timeout: float,
+    api_backoff: float,
 ) -> None:
     """Run as the GitHub Action for the current event (GITHUB_* variables; token in GITHUB_TOKEN)."""
     settings = Settings(
@@ -479,7 +488,7 @@ def command(
         token = os.environ.get("GITHUB_TOKEN") or os.environ.get("INPUT_TOKEN")
         if not token:
             raise UsageError("GITHUB_TOKEN is not set: pass the token input")
-        client = GitHubClient(token, ctx.repository, ctx.api_url)
+        client = GitHubClient(token, ctx.repository, ctx.api_url, backoff=api_backoff)
         code = Action(settings, ctx, client).run()
     except (UsageError, PolicySourceError, GitError) as exc:
         click.echo(f"stackward: {exc}", err=True)

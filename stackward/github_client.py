@@ -60,7 +60,7 @@ class GitHubClient:
             seconds_between_requests=None,
             seconds_between_writes=0.1 if backoff else None,
         )
-        self.repo = self._github.get_repo(repository, lazy=True)
+        self.repo = self._github.get_repo(repository)  # lazy: the client is
         self.backoff = backoff
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
@@ -144,5 +144,5 @@ class GitHubClient:
     def deployment_status(self, deployment: Any, state: str, description: str, log_url: str = "") -> None:
         kwargs: dict[str, Any] = {"state": state, "description": description[:140]}
         if log_url:
-            kwargs["log_url"] = log_url
+            kwargs["target_url"] = log_url  # PyGithub's name for the status's log link
         self._call("setting a deployment status", lambda: deployment.create_status(**kwargs))

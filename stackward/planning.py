@@ -172,6 +172,9 @@ def apply_environment(
     with environment_lock(run.state, f"stackward apply {env.name}", timeout=lock_timeout), run.zenml:
         planned = run.plan()
         plan = planned.plan
+        if not plan.has_changes:  # nothing would be applied, so nothing unreviewed can be (a re-run)
+            run.step("no changes")
+            return ApplyResult(env.name, [])
         if reviewed is not None and plan.digest() != reviewed.digest():
             raise ApplyRefused(
                 f"{env.name}: the plan changed since it was reviewed, so nothing was applied:\n"
@@ -189,9 +192,6 @@ def apply_environment(
         _secrets_are_set(env)
         if check is not None:
             check(planned)
-        if not plan.has_changes:
-            run.step("no changes")
-            return ApplyResult(env.name, [])
         return _apply(run, plan, revision(repo))
 
 

@@ -72,3 +72,11 @@ def validate_json(path: Path, *args: str) -> Result:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Result(result.exit_code, result.stdout)
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh embedded ZenML store, made once per session; tests copy it (seconds saved each)."""
+    from zenml_tools import make_store
+
+    return make_store(tmp_path_factory.mktemp("zenml-template"))

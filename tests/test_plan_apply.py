@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, run, write
 from postgres import postgres_server
-from zenml_tools import copy_store, make_store, zenml_run, zenml_state
+from zenml_tools import copy_store, zenml_run, zenml_state
 
 from stackward.state import EnvironmentState, Ledger, environment_lock
 
@@ -24,11 +24,6 @@ IMAGE_BUILDER = HEAD + (
     "kind: StackComponent\nmetadata: {name: local-builder}\nspec:\n  type: image_builder\n  flavor: local\n"
     "  configuration:\n    use_subprocess_call: true\n"
 )
-
-
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_store(tmp_path_factory.mktemp("zenml-template"))
 
 
 @pytest.fixture

@@ -1,0 +1,266 @@
+"""A local stand-in for the GitHub REST API (api.github.com cannot be reached from here).
+
+Its answers follow the real recordings in ../shared/fixtures/github-api/: the same response
+shapes (a recorded commit status is the template for ours), `X-RateLimit-*` headers,
+`Link` pagination (`<…?per_page=N&page=K>; rel="next"`), and the recorded 422 error body.
+Tests can queue faults (5xx, rate limits) to check the client's retries.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+FIXTURES = (
+    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-api"
+)  # shared/ beside the clone
+
+
+def _recorded(name: str) -> list[dict]:
+    return json.loads((FIXTURES / name).read_text())
+
+
+STATUS_TEMPLATE = _recorded("create-status.json")[0]["response"]
+ERROR_422 = _recorded("errors.json")[0]
+RATE_HEADERS = {k: v for k, v in ERROR_422["headers"].items() if k.lower().startswith("x-ratelimit")}
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str  # regular expression
+    status: int
+    headers: dict = field(default_factory=dict)
+    body: dict = field(default_factory=lambda: {"message": "Server Error"})
+    times: int = 1
+
+
+class GitHubStandIn:
+    def __init__(self, repository: str, max_body: int = 65_536):
+        self.repository = repository
+        self.max_body = max_body
+        self.comments: dict[int, list[dict]] = {}
+        self.statuses: dict[str, list[dict]] = {}
+        self.deployments: list[dict] = []
+        self.deployment_statuses: dict[int, list[dict]] = {}
+        self.commit_pulls: dict[str, list[dict]] = {}
+        self.faults: list[Fault] = []
+        self.requests: list[tuple[str, str]] = []
+        self._ids = iter(range(1000, 10**9))
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> GitHubStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- what tests look at ------------------------------------------------------------------
+    def our_comments(self, number: int) -> list[dict]:
+        return [c for c in self.comments.get(number, []) if "<!-- stackward " in c["body"]]
+
+    def contexts(self, sha: str) -> list[tuple[str, str]]:
+        return [(s["context"], s["state"]) for s in self.statuses.get(sha, [])]
+
+    def merged(self, sha: str, number: int, head_sha: str) -> None:
+        """Record that commit `sha` is the merge of pull request `number` (head `head_sha`)."""
+        self.commit_pulls[sha] = [self._pull(number, head_sha, merged=True, merge_sha=sha)]
+
+    def _pull(self, number: int, head_sha: str, merged: bool, merge_sha: str) -> dict:
+        repo = {
+            "full_name": self.repository,
+            "name": self.repository.split("/")[1],
+            "owner": {"login": self.repository.split("/")[0]},
+        }
+        return {
+            "url": f"{self.url}/repos/{self.repository}/pulls/{number}",
+            "number": number,
+            "state": "closed",
+            "head": {"sha": head_sha, "ref": "feature", "repo": repo},
+            "base": {"sha": "0" * 40, "ref": "master", "repo": repo},
+            "merged_at": "2026-11-22T12:00:00Z" if merged else None,
+            "merge_commit_sha": merge_sha,
+            "user": {"login": "octocat"},
+            "labels": [],
+        }
+
+    # -- HTTP --------------------------------------------------------------------------------
+    def _fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.times > 0 and fault.method == method and re.search(fault.path, path):
+                fault.times -= 1
+                return fault
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+        prefix = f"/repos/{self.repository}"
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def reply(self, status: int, body: object = None, headers: dict | None = None) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                reset = str(int(time.time()) + 3600)
+                merged = {
+                    "Content-Type": "application/json; charset=utf-8",
+                    "X-RateLimit-Limit": "5000",
+                    "X-RateLimit-Remaining": "4999",
+                    "X-RateLimit-Reset": reset,
+                    "X-GitHub-Request-Id": f"STANDIN:{len(standin.requests)}",
+                    **(headers or {}),
+                }
+                for key, value in merged.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def body(self) -> dict:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                return json.loads(raw) if raw else {}
+
+            def handle_any(self, method: str) -> None:
+                parsed = urlparse(self.path)
+                path, query = parsed.path, parse_qs(parsed.query)
+                standin.requests.append((method, path))
+                if self.headers.get("Authorization", "") == "":
+                    self.reply(401, {"message": "Requires authentication"})
+                    return
+                fault = standin._fault(method, path)
+                if fault is not None:
+                    self.reply(fault.status, fault.body, fault.headers)
+                    return
+                if not path.startswith(prefix):
+                    self.reply(404, {"message": "Not Found"})
+                    return
+                with standin._lock:
+                    status, body, headers = standin._route(method, path[len(prefix) :], query, self)
+                self.reply(status, body, headers)
+
+            def do_GET(self) -> None:
+                self.handle_any("GET")
+
+            def do_POST(self) -> None:
+                self.handle_any("POST")
+
+            def do_PATCH(self) -> None:
+                self.handle_any("PATCH")
+
+        return Handler
+
+    def _too_long(self, body: str) -> tuple[int, dict, dict] | None:
+        if len(body) <= self.max_body:
+            return None
+        error = copy.deepcopy(ERROR_422["response"])
+        error["errors"] = [
+            {
+                "resource": "IssueComment",
+                "code": "custom",
+                "field": "body",
+                "message": f"body is too long (maximum is {self.max_body} characters)",
+            }
+        ]
+        error["documentation_url"] = "https://docs.github.com/rest/issues/comments#create-an-issue-comment"
+        return 422, error, {}
+
+    def _comment(self, number: int, body: str) -> dict:
+        comment_id = next(self._ids)
+        return {
+            "id": comment_id,
+            "body": body,
+            "user": {"login": "github-actions[bot]"},
+            "url": f"{self.url}/repos/{self.repository}/issues/comments/{comment_id}",
+            "html_url": f"https://github.com/{self.repository}/pull/{number}#issuecomment-{comment_id}",
+            "created_at": "2026-11-22T12:00:00Z",
+            "updated_at": "2026-11-22T12:00:00Z",
+        }
+
+    def _route(
+        self, method: str, path: str, query: dict, request: BaseHTTPRequestHandler
+    ) -> tuple[int, object, dict]:
+        if m := re.fullmatch(r"/issues/(\d+)/comments", path):
+            number = int(m.group(1))
+            if method == "GET":
+                items = self.comments.get(number, [])
+                per_page = int(query.get("per_page", ["30"])[0])
+                page = int(query.get("page", ["1"])[0])
+                chunk = items[(page - 1) * per_page : page * per_page]
+                headers = {}
+                if page * per_page < len(items):
+                    last = (len(items) + per_page - 1) // per_page
+                    base = f"{self.url}/repos/{self.repository}/issues/{number}/comments?per_page={per_page}"
+                    headers["Link"] = (
+                        f'<{base}&page={page + 1}>; rel="next", <{base}&page={last}>; rel="last"'
+                    )
+                return 200, chunk, headers
+            body = request.body()["body"]
+            if refused := self._too_long(body):
+                return refused
+            comment = self._comment(number, body)
+            self.comments.setdefault(number, []).append(comment)
+            return 201, comment, {}
+        if m := re.fullmatch(r"/issues/comments/(\d+)", path):
+            comment_id = int(m.group(1))
+            found = next((c for cs in self.comments.values() for c in cs if c["id"] == comment_id), None)
+            if found is None:
+                return 404, {"message": "Not Found"}, {}
+            if method == "PATCH":
+                body = request.body()["body"]
+                if refused := self._too_long(body):
+                    return refused
+                found["body"] = body
+            return 200, found, {}
+        if m := re.fullmatch(r"/statuses/([0-9a-f]{40})", path):
+            data = request.body()
+            status = {
+                **copy.deepcopy(STATUS_TEMPLATE),
+                **{k: data.get(k) for k in ("state", "description", "context", "target_url")},
+                "id": next(self._ids),
+            }
+            self.statuses.setdefault(m.group(1), []).append(status)
+            return 201, status, {}
+        if m := re.fullmatch(r"/commits/([0-9a-f]{40})/pulls", path):
+            return 200, self.commit_pulls.get(m.group(1), []), {}
+        if path == "/deployments" and method == "POST":
+            data = request.body()
+            deployment = {
+                "id": next(self._ids),
+                "url": f"{self.url}/repos/{self.repository}/deployments/0",
+                "sha": data["ref"],
+                "ref": data["ref"],
+                "environment": data["environment"],
+                "description": data.get("description"),
+                "task": "deploy",
+                "payload": {},
+            }
+            deployment["url"] = f"{self.url}/repos/{self.repository}/deployments/{deployment['id']}"
+            self.deployments.append(deployment)
+            return 201, deployment, {}
+        if (m := re.fullmatch(r"/deployments/(\d+)/statuses", path)) and method == "POST":
+            data = request.body()
+            status = {
+                "id": next(self._ids),
+                "state": data["state"],
+                "description": data.get("description", ""),
+            }
+            self.deployment_statuses.setdefault(int(m.group(1)), []).append(status)
+            return 201, status, {}
+        return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, {}

@@ -1,0 +1,335 @@
+"""The GitHub Action end to end, as GitHub runs it: a real git repository with base and head
+commits, the real webhook payloads from ../shared/fixtures/github-webhooks/ (adapted only in
+SHAs, file lists and fork owner, as each test shows), and a local stand-in for the GitHub API
+(tests/github_standin.py) that answers like the recordings in ../shared/fixtures/github-api/.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, run, write
+from github_standin import Fault, GitHubStandIn
+from zenml_tools import copy_store, zenml_run, zenml_state
+
+WEBHOOKS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-webhooks"
+REPOSITORY = "Codertocat/Hello-World"  # as in the recorded payloads
+HEAD = "apiVersion: stackward.dev/v1alpha1\n"
+BUILDER = (
+    HEAD
+    + "kind: StackComponent\nmetadata: {name: local-builder}\nspec: {type: image_builder, flavor: local}\n"
+)
+
+
+def payload(name: str, **changes) -> dict:
+    data = copy.deepcopy(json.loads((WEBHOOKS / name).read_text()))
+    for dotted, value in changes.items():
+        target = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    return data
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+class World:
+    """A repository, its state folder, the API stand-in and the event being delivered."""
+
+    def __init__(self, root: Path, github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch):
+        self.repo = root / "repo"
+        self.state = root / "state"
+        self.github = github
+        self.monkeypatch = monkeypatch
+        self.events = root / "events"
+        self.events.mkdir()
+        self.summary = root / "summary.md"
+        self.outputs = root / "outputs.txt"
+
+    def commit(self, files: dict[str, str], message: str) -> str:
+        write(self.repo, files)
+        git(self.repo, "add", "-A")
+        git(self.repo, "commit", "-qm", message)
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def deliver(self, event_name: str, event: dict, sha: str):
+        path = self.events / f"{len(list(self.events.iterdir()))}.json"
+        path.write_text(json.dumps(event))
+        for key, value in {
+            "GITHUB_EVENT_NAME": event_name,
+            "GITHUB_EVENT_PATH": str(path),
+            "GITHUB_REPOSITORY": REPOSITORY,
+            "GITHUB_SHA": sha,
+            "GITHUB_API_URL": self.github.url,
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_RUN_ID": "42",
+            "GITHUB_STEP_SUMMARY": str(self.summary),
+            "GITHUB_OUTPUT": str(self.outputs),
+            "GITHUB_TOKEN": "ghs_test_token",
+            "STACKWARD_API_BACKOFF": "0.05",
+        }.items():
+            self.monkeypatch.setenv(key, value)
+        self.monkeypatch.chdir(self.repo)
+        self.github.requests.clear()
+        return run("action", "--state-dir", str(self.state))
+
+    def pull_request(self, action: str, base: str, head: str, **changes):
+        event = payload(
+            "pull_request.opened.json",
+            action=action,
+            **{"pull_request.head.sha": head, "pull_request.base.sha": base, **changes},
+        )
+        return self.deliver("pull_request", event, head)
+
+
+@pytest.fixture
+def world(tmp_path: Path, store_template: Path, monkeypatch: pytest.MonkeyPatch):
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
+    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
+    shutil.copytree(EXAMPLES.parent / "policies", repo / "policies")
+    (repo / ".gitignore").write_text(".stackward/\n")
+    git(repo.parent, "init", "-q", "-b", "master", str(repo))
+    copy_store(store_template, tmp_path / "state", "local")
+    with GitHubStandIn(REPOSITORY) as github:
+        w = World(tmp_path, github, monkeypatch)
+        w.base = w.commit({}, "environments")
+        git(repo, "checkout", "-qb", "feature")
+        yield w
+
+
+def test_pull_request_gets_one_plan_comment_and_a_status_per_environment(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    result = world.pull_request("opened", world.base, head)
+    assert result.exit_code == 0, result.output
+    (comment,) = world.github.our_comments(2)
+    body = comment["body"]
+    assert f"### stackward plan for `{head[:7]}`" in body
+    assert "| **local** | ✅ | 0 / 0 | +5 ~0 -0 ±0 | ✅ ready to apply |" in body
+    assert "<details><summary>local: +5 ~0 -0 ±0</summary>" in body
+    assert "zenml.StackComponent.local-builder" in body
+    assert f"Computed for {head}" in body
+    assert world.github.contexts(head) == [("stackward/local", "pending"), ("stackward/local", "success")]
+    assert "+5 ~0 -0 ±0, policies pass" in world.github.statuses[head][-1]["description"]
+    assert "local-builder" in world.summary.read_text()
+    outputs = world.outputs.read_text()
+    assert (
+        "environments=local" in outputs and "has-changes=true" in outputs and "policy-passed=true" in outputs
+    )
+    # A plan run makes a small, fixed number of calls: list comments, post comment, 2 statuses.
+    assert len(world.github.requests) == 4
+
+
+def test_new_pushes_edit_the_same_comment(world: World):
+    first = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    world.pull_request("opened", world.base, first)
+    second = world.commit(
+        {"environments/local/builder.yaml": BUILDER.replace("name: local-builder", "name: local-builder2")},
+        "rename",
+    )
+    result = world.pull_request("synchronize", world.base, second)
+    assert result.exit_code == 0, result.output
+    (comment,) = world.github.our_comments(2)
+    assert f"plan for `{second[:7]}`" in comment["body"] and "local-builder2" in comment["body"]
+    assert ("PATCH", f"/repos/{REPOSITORY}/issues/comments/{comment['id']}") in world.github.requests
+
+
+def test_merge_applies_the_reviewed_plan_and_reports_back(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    assert world.pull_request("opened", world.base, head).exit_code == 0
+    git(world.repo, "checkout", "-q", "master")
+    git(world.repo, "merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #2")
+    merge = git(world.repo, "rev-parse", "HEAD")
+    world.github.merged(merge, 2, head)
+    push = payload("push.json", ref="refs/heads/master", after=merge, deleted=False, created=False)
+    result = world.deliver("push", push, merge)
+    assert result.exit_code == 0, result.output
+    zenml = zenml_state(world.state, "local")
+    assert "local-builder" in zenml["components"] and "local-stack" in zenml["stacks"]
+    report = world.github.comments[2][-1]["body"]
+    assert f"### stackward apply of `{merge[:7]}`" in report
+    assert "| **local** | ✅ applied | 5 change(s) |" in report
+    (deployment,) = world.github.deployments
+    assert deployment["environment"] == "local" and deployment["ref"] == merge
+    assert [s["state"] for s in world.github.deployment_statuses[deployment["id"]]] == [
+        "in_progress",
+        "success",
+    ]
+    assert world.github.contexts(merge) == [("stackward/local", "success")]
+    # Another push of the same commit (a re-run) applies nothing more.
+    again = world.deliver("push", push, merge)
+    assert (
+        again.exit_code == 0
+        and "| **local** | ✅ applied | no changes |" in world.github.comments[2][-1]["body"]
+    )
+
+
+def test_merge_of_an_unplanned_head_applies_nothing(world: World):
+    planned = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    world.pull_request("opened", world.base, planned)
+    unplanned = world.commit(
+        {"environments/local/more.yaml": BUILDER.replace("local-builder", "local-more")}, "sneaky"
+    )
+    git(world.repo, "checkout", "-q", "master")
+    git(world.repo, "merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #2")
+    merge = git(world.repo, "rev-parse", "HEAD")
+    world.github.merged(merge, 2, unplanned)
+    result = world.deliver(
+        "push", payload("push.json", ref="refs/heads/master", after=merge, deleted=False), merge
+    )
+    assert result.exit_code == 1
+    assert (
+        f"computed for {planned[:7]}, but the merged head is {unplanned[:7]}"
+        in world.github.comments[2][-1]["body"]
+    )
+    assert "local-stack" not in zenml_state(world.state, "local")["stacks"]
+
+
+def test_merge_after_the_world_changed_is_refused(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    world.pull_request("opened", world.base, head)
+    # Someone registers a component by hand under the planned name before the merge.
+    zenml_run(
+        world.state,
+        "local",
+        "from zenml.client import Client\nfrom zenml.enums import StackComponentType as T\n"
+        "Client().create_stack_component('local-builder', 'local', T.IMAGE_BUILDER, {})\n",
+    )
+    git(world.repo, "checkout", "-q", "master")
+    git(world.repo, "merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #2")
+    merge = git(world.repo, "rev-parse", "HEAD")
+    world.github.merged(merge, 2, head)
+    result = world.deliver(
+        "push", payload("push.json", ref="refs/heads/master", after=merge, deleted=False), merge
+    )
+    assert result.exit_code == 1
+    report = world.github.comments[2][-1]["body"]
+    assert "| **local** | ❌ failed |" in report and "changed since it was reviewed" in report
+    assert world.github.contexts(merge) == [("stackward/local", "failure")]
+    assert "local-stack" not in zenml_state(world.state, "local")["stacks"]
+
+
+def test_policy_violation_blocks_with_a_link_to_the_line(world: World):
+    bad = BUILDER.replace(
+        "metadata: {name: local-builder}", "metadata: {name: local-builder, labels: {environment: prod}}"
+    )
+    head = world.commit({"environments/local/builder.yaml": bad}, "mislabelled")
+    result = world.pull_request("opened", world.base, head)
+    assert result.exit_code == 1
+    body = world.github.our_comments(2)[0]["body"]
+    assert "| **local** | ✅ | 1 / 0 |" in body and "❌ denied by policy" in body
+    link = f"[`environments/local/builder.yaml:3`](https://github.com/{REPOSITORY}/blob/{head}/environments/local/builder.yaml#L3)"
+    assert link in body and "**policy.SW002**" in body
+    assert world.github.contexts(head)[-1] == ("stackward/local", "failure")
+    assert "::error file=" in result.output and "builder.yaml,line=3" in result.output
+
+
+def test_closed_without_merge_marks_the_comment_closed(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    world.pull_request("opened", world.base, head)
+    closed = payload("pull_request.closed.json")  # the recording: closed, not merged
+    closed["pull_request"]["head"]["sha"] = head
+    result = world.deliver("pull_request", closed, head)
+    assert result.exit_code == 0
+    (comment,) = world.github.our_comments(2)
+    assert "closed without merging" in comment["body"] and '"closed":true' in comment["body"]
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "expected"),
+    [
+        ("push.json", {}, "refs/tags/simple-tag was deleted: nothing to apply"),  # recorded: a tag deletion
+        (
+            "push.json",
+            {"deleted": False, "created": True},
+            "tag push (refs/tags/simple-tag): nothing to apply",
+        ),
+        (
+            "push.json",
+            {"ref": "refs/heads/feature", "deleted": False},
+            "push to refs/heads/feature: only pushes to master apply",
+        ),
+    ],
+)
+def test_pushes_that_apply_nothing_say_why(world: World, name: str, changes: dict, expected: str):
+    result = world.deliver("push", payload(name, **changes), world.base)
+    assert result.exit_code == 0
+    assert expected in result.output
+    assert world.github.requests == []
+
+
+def test_a_direct_push_to_the_default_branch_applies_nothing(world: World):
+    """The recorded first push that creates master: no pull request, so no reviewed plan."""
+    event = payload("push.with-new-branch.json", after=world.base)
+    result = world.deliver("push", event, world.base)
+    assert result.exit_code == 1
+    assert "is not the merge of a pull request: nothing is applied without a reviewed plan" in result.output
+    assert not (world.state / "local" / "ledger.jsonl").exists()
+
+
+def test_fork_pull_requests_are_checked_not_planned(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    result = world.pull_request(
+        "opened", world.base, head, **{"pull_request.head.repo.full_name": "forker/Hello-World"}
+    )
+    assert result.exit_code == 0, result.output
+    body = world.github.our_comments(2)[0]["body"]
+    assert "Pull request from a fork" in body and "✅ checked (not planned)" in body
+    assert '"planned":false' in body
+    assert not (world.state / "local" / "terraform").exists()  # no Terraform from a fork's code
+
+
+def test_recorded_payload_with_a_null_body(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    event = payload("pull_request.opened.with-null-body.json")
+    event["pull_request"]["head"]["sha"], event["pull_request"]["base"]["sha"] = head, world.base
+    event["pull_request"]["head"]["repo"] = event["pull_request"]["base"]["repo"]
+    result = world.deliver("pull_request", event, head)
+    assert result.exit_code == 0, result.output
+    assert world.github.our_comments(event["number"])
+
+
+def test_server_errors_and_rate_limits_are_retried(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    world.github.faults = [
+        Fault("POST", r"/issues/\d+/comments$", 502),
+        Fault(
+            "POST",
+            r"/statuses/",
+            403,
+            {"X-RateLimit-Remaining": "0", "Retry-After": "1"},
+            {
+                "message": "API rate limit exceeded for installation.",
+                "documentation_url": "https://docs.github.com/rest/rate-limit",
+            },
+        ),
+    ]
+    result = world.pull_request("opened", world.base, head)
+    assert result.exit_code == 0, result.output
+    assert len(world.github.our_comments(2)) == 1
+    assert world.github.contexts(head) == [("stackward/local", "pending"), ("stackward/local", "success")]
+    assert all(f.times == 0 for f in world.github.faults)
+
+
+def test_an_oversized_comment_falls_back_to_a_shorter_one(world: World):
+    world.github.max_body = 1500  # as if the full plan were over GitHub's 65,536 characters
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    result = world.pull_request("opened", world.base, head)
+    assert result.exit_code == 0, result.output
+    body = world.github.our_comments(2)[0]["body"]
+    assert '"truncated":true' in body and "job summary" in body
+    assert "| **local** |" in body  # the summary table always stays
+    assert "<details>" not in body
