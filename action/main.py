@@ -157,6 +157,7 @@ class Action:
             "pull_request_target": self.pull_request,
             "push": self.push,
             "workflow_dispatch": self.dispatch,
+            "schedule": self.dispatch,
         }.get(self.ctx.event_name)
         if handler is None:
             self.say(f"stackward: nothing to do for the {self.ctx.event_name or 'unknown'} event")
@@ -389,7 +390,7 @@ class Action:
     def dispatch(self) -> int:
         inputs = self.ctx.event.get("inputs") or {}
         name = inputs.get("environment") or ",".join(self.settings.environments)
-        mode = inputs.get("mode") or self.settings.mode
+        mode = inputs.get("mode") or self.settings.mode  # auto and validate plan: dispatch is for drift
         if not name:
             self.say("stackward: workflow_dispatch needs the input `environment`")
             return 2
