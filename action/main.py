@@ -202,7 +202,9 @@ class Action:
                 env.description(),
                 self.ctx.run_url,
             )
-        self.summary(job_summary(outcome))
+        report_text = job_summary(outcome)
+        self.summary(report_text)
+        self.say(report_text)  # the same report in the log
         for diag in outcome.findings:
             click.echo(annotation(diag))
         self.output(

@@ -336,8 +336,11 @@ def test_an_oversized_comment_falls_back_to_a_shorter_one(world: World):
 
 
 def test_workflow_dispatch_plans_or_applies_a_named_environment(world: World):
-    event = {"inputs": {"environment": "local", "mode": "plan"}, "ref": "refs/heads/master",
-             "repository": payload("push.json")["repository"]}
+    event = {
+        "inputs": {"environment": "local", "mode": "plan"},
+        "ref": "refs/heads/master",
+        "repository": payload("push.json")["repository"],
+    }
     result = world.deliver("workflow_dispatch", event, world.base)
     assert result.exit_code == 0, result.output
     assert "local: +4 ~0 -0 ±0" in result.output and "has-changes=true" in world.outputs.read_text()

@@ -344,3 +344,18 @@ def test_pg_backend_keeps_terraform_state_in_postgres(repo: Path, tmp_path: Path
         ).stdout.split()
         assert rows == ["default"]
         assert "no changes" in apply(repo).output
+
+
+def test_a_module_without_outputs_plans_and_applies(repo: Path):
+    infra = (repo / "local/infrastructure.yaml").read_text()
+    write(
+        repo,
+        {
+            "local/infrastructure.yaml": infra,
+            "local/more.yaml": HEAD + "kind: Infrastructure\nmetadata: {name: quiet}\nspec:\n"
+            "  source: ../_modules/local-base\n  variables: {environment: quiet}\n",
+        },
+    )
+    result = apply(repo)
+    assert result.exit_code == 0, result.output
+    assert "module.quiet.terraform_data.artifact_store" in result.output

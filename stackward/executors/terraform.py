@@ -116,7 +116,10 @@ class TerraformExecutor:
                 name = f"stackward_{len(self._outputs):04d}"
                 self._outputs.append((module.name, output))
                 outputs[name] = {"value": f"${{module.{module.name}.{output}}}"}
-        return {"terraform": {"backend": self._backend()}, "module": modules, "output": outputs}
+        root: dict[str, Any] = {"terraform": {"backend": self._backend()}, "module": modules}
+        if outputs:  # Terraform's JSON syntax refuses an empty output block
+            root["output"] = outputs
+        return root
 
     def _terraform(self) -> Terraform:
         if shutil.which("terraform") is None:

@@ -10,6 +10,7 @@ DESTROY_WARNING = Template(
     "> [!WARNING]\n> **$count resource(s) will be destroyed or replaced** when this merges:\n$items"
 )
 DESTROY_ITEM = Template(">  - `$env`: $action `$address`$reason")
+PLAN_ERROR = Template("- ❌ **$env** could not be planned: $error")
 FINDINGS_HEAD = "#### Validation and policy"
 FINDING = Template("- $icon $where **$code**: $message$hint")
 FINDINGS_MORE = Template("- … and $count more in the [job summary]($summary_url)")

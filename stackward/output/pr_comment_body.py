@@ -142,6 +142,13 @@ def _sections(outcome: PullRequestOutcome, detail: str, title: str, closed: bool
         for e in outcome.environments
     ]
     out.append("\n".join([t.TABLE_HEAD, *rows]))
+    errors = [
+        t.PLAN_ERROR.substitute(env=e.name, error=" ".join(e.error.split())[:1000])
+        for e in outcome.environments
+        if e.error
+    ]
+    if errors:
+        out.append("\n".join(errors))
     destroyed = [(e.name, c) for e in outcome.environments if e.plan for c in e.plan.destructive]
     if destroyed:
         items = "\n".join(

@@ -1,0 +1,105 @@
+"""Benchmark: GitHub API calls and wall time of one pull-request event (the action's plan run)
+for 1, 10 and 50 changed environments, against the local GitHub API stand-in of the tests.
+
+Each environment holds a Terraform module of terraform_data resources (offline). Prints calls
+per event: a fixed part (find and write the comment) plus two commit statuses per environment
+(pending, then the result), which branch protection needs one by one.
+
+    .venv/bin/python bench/action_bench.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from github_standin import GitHubStandIn  # noqa: E402
+
+HEAD = "apiVersion: stackward.dev/v1alpha1\n"
+REPOSITORY = "Codertocat/Hello-World"
+PAYLOAD = ROOT.parent / "shared" / "fixtures" / "github-webhooks" / "pull_request.opened.json"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=b@example.com", "-c", "user.name=b", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def make_repo(repo: Path, environments: int) -> tuple[str, str]:
+    module = repo / "environments" / "_modules" / "data"
+    module.mkdir(parents=True)
+    (module / "main.tf").write_text(
+        'variable "size" {}\nresource "terraform_data" "r" {\n  count = var.size\n  input = count.index\n}\n'
+    )
+    for i in range(environments):
+        env = repo / "environments" / f"env{i:02d}"
+        env.mkdir()
+        (env / "environment.yaml").write_text(
+            HEAD + f"kind: Environment\nmetadata: {{name: env{i:02d}}}\nspec: {{bases: []}}\n"
+        )
+        (env / "infra.yaml").write_text(
+            HEAD + "kind: Infrastructure\nmetadata: {name: data}\nspec:\n"
+            "  source: ../_modules/data\n  variables: {size: 5}\n"
+        )
+    git(repo.parent, "init", "-q", "-b", "master", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    base = git(repo, "rev-parse", "HEAD")
+    for i in range(environments):
+        path = repo / "environments" / f"env{i:02d}" / "infra.yaml"
+        path.write_text(path.read_text().replace("size: 5", "size: 6"))
+    git(repo, "commit", "-qam", "grow every environment")
+    return base, git(repo, "rev-parse", "HEAD")
+
+
+def main() -> None:
+    for count in (1, 10, 50):
+        with tempfile.TemporaryDirectory() as tmp, GitHubStandIn(REPOSITORY) as github:
+            repo = Path(tmp) / "repo"
+            base, head = make_repo(repo, count)
+            event = json.loads(PAYLOAD.read_text())
+            event["pull_request"]["head"]["sha"], event["pull_request"]["base"]["sha"] = head, base
+            event_path = Path(tmp) / "event.json"
+            event_path.write_text(json.dumps(event))
+            env = {
+                **os.environ,
+                "GITHUB_EVENT_NAME": "pull_request",
+                "GITHUB_EVENT_PATH": str(event_path),
+                "GITHUB_REPOSITORY": REPOSITORY,
+                "GITHUB_SHA": head,
+                "GITHUB_API_URL": github.url,
+                "GITHUB_TOKEN": "bench",
+                "STACKWARD_STATE_DIR": str(Path(tmp) / "state"),
+            }
+            start = time.perf_counter()
+            proc = subprocess.run(
+                [str(Path(sys.executable).parent / "stackward"), "action"],
+                cwd=repo,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            elapsed = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise SystemExit(f"the action failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            calls = Counter(method for method, _ in github.requests)
+            print(
+                f"{count:2d} changed environment(s): {len(github.requests)} API calls "
+                f"({dict(sorted(calls.items()))}), {elapsed:.1f} s wall time"
+            )
+
+
+if __name__ == "__main__":
+    main()
