@@ -1,0 +1,150 @@
+"""The reconciler's HTTP service: health, metrics, status API, GitHub webhook, dashboard."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from reconciler import dashboard
+from reconciler.config import Settings
+from reconciler.metrics import Metrics
+from reconciler.service import Reconciler
+from reconciler.store import Store
+from reconciler.webhooks import push_to, signature_ok
+
+
+def create_app(settings: Settings) -> FastAPI:
+    state_root = settings.state_dir or Path(".stackward")
+    state_root.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url or f"sqlite:///{(state_root / 'reconciler.db').resolve()}")
+    reconciler = Reconciler(settings, store, Metrics())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        reconciler.start()
+        yield
+        reconciler.stop()  # SIGTERM: finish the pass under way (bounded), then stop
+
+    app = FastAPI(title="stackward reconciler", lifespan=lifespan)
+    app.state.reconciler = reconciler
+
+    def authorised(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        token = settings.api_token
+        if not token or not hmac.compare_digest(header, f"Bearer {token}"):
+            raise HTTPException(
+                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    def readable(request: Request) -> None:
+        if settings.read_requires_token:
+            authorised(request)
+
+    def known(name: str) -> None:
+        if name not in reconciler.environments():
+            raise HTTPException(404, f"no environment named {name!r}")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        ok = reconciler.running
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        readable(request)
+        return Response(reconciler.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/api/environments")
+    def environments(request: Request) -> list[dict]:
+        readable(request)
+        return [reconciler.status(name).to_dict() for name in reconciler.environments()]
+
+    @app.get("/api/environments/{name}")
+    def environment(name: str, request: Request) -> dict:
+        readable(request)
+        known(name)
+        return reconciler.status(name).to_dict()
+
+    @app.get("/api/environments/{name}/history")
+    def history(name: str, request: Request) -> list[dict]:
+        readable(request)
+        known(name)
+        return store.history(name)
+
+    @app.post("/api/environments/{name}/reconcile", status_code=202)
+    def reconcile(name: str, request: Request) -> dict:
+        authorised(request)
+        known(name)
+        reconciler.request(name)
+        return {"queued": name}
+
+    @app.post("/api/environments/{name}/suspend")
+    def suspend(name: str, request: Request) -> dict:
+        authorised(request)
+        known(name)
+        return reconciler.set_suspended(name, True).to_dict()
+
+    @app.post("/api/environments/{name}/resume")
+    def resume(name: str, request: Request) -> dict:
+        authorised(request)
+        known(name)
+        return reconciler.set_suspended(name, False).to_dict()
+
+    @app.post("/webhooks/github")
+    async def github_webhook(request: Request) -> JSONResponse:
+        length = int(request.headers.get("content-length") or 0)
+        if length > settings.webhook_max_bytes:
+            return JSONResponse({"error": "payload too large"}, status_code=413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > settings.webhook_max_bytes:
+                return JSONResponse({"error": "payload too large"}, status_code=413)
+        if not signature_ok(settings.webhook_secret, body, request.headers.get("x-hub-signature-256")):
+            return JSONResponse({"error": "missing or invalid X-Hub-Signature-256"}, status_code=401)
+        event_name = request.headers.get("x-github-event", "")
+        if event_name == "ping":
+            return JSONResponse({"pong": True})
+        if event_name != "push":
+            return JSONResponse(
+                {"ignored": f"{event_name or 'unknown'} events do not trigger reconciles"}, status_code=202
+            )
+        delivery = request.headers.get("x-github-delivery", "")
+        if delivery and not store.first_delivery(delivery):
+            return JSONResponse({"ignored": "delivery already received"}, status_code=202)
+        try:
+            event: Any = json.loads(body)
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        why = push_to(event, settings.branch)
+        if why:
+            return JSONResponse({"ignored": why}, status_code=202)
+        reconciler.request()
+        return JSONResponse({"queued": reconciler.environments()}, status_code=202)
+
+    commit_url = (
+        f"{settings.remote.removesuffix('.git')}/commit/" if settings.remote.startswith("https://") else ""
+    )
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview(request: Request) -> str:
+        readable(request)
+        return dashboard.overview([reconciler.status(n) for n in reconciler.environments()], commit_url)
+
+    @app.get("/environments/{name}", response_class=HTMLResponse)
+    def environment_page(name: str, request: Request) -> str:
+        readable(request)
+        known(name)
+        return dashboard.environment_page(reconciler.status(name), store.history(name), commit_url)
+
+    return app

@@ -1,0 +1,31 @@
+"""`stackward serve`: run the reconciler service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("serve")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="YAML settings file (see the README's 'Run the reconciler').",
+)
+@click.option("--path", type=click.Path(path_type=Path), help="The environments folder.")
+@click.option("--host", help="Bind address (default 127.0.0.1: loopback only).")
+@click.option("--port", type=int, help="Port (default 8080).")
+def command(config_file: Path | None, path: Path | None, host: str | None, port: int | None) -> None:
+    """Keep every environment converged with the branch head; status over HTTP."""
+    import uvicorn
+
+    from reconciler.app import create_app
+    from reconciler.config import Settings
+
+    settings = Settings.load(config_file)
+    for name, value in (("path", path), ("host", host), ("port", port)):
+        if value is not None:
+            setattr(settings, name, value)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")

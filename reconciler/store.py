@@ -1,0 +1,142 @@
+"""Status, history and webhook deliveries in SQLite (default) or PostgreSQL (replicas).
+
+With PostgreSQL, a per-environment advisory lock makes sure two replicas never reconcile the
+same environment at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, select, text
+from sqlalchemy.engine import Engine
+
+from reconciler.status import EnvironmentStatus
+
+metadata = MetaData()
+status_table = Table(
+    "stackward_status",
+    metadata,
+    Column("environment", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True)),
+)
+history_table = Table(
+    "stackward_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("environment", String(64), index=True, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("data", Text, nullable=False),
+)
+deliveries_table = Table(
+    "stackward_deliveries",
+    metadata,
+    Column("delivery", String(128), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    def __init__(self, url: str):
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        self.postgres = self.engine.dialect.name == "postgresql"
+        self._local_locks: dict[str, threading.Lock] = {}
+        metadata.create_all(self.engine)
+
+    def load(self, environment: str) -> EnvironmentStatus | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(status_table.c.data).where(status_table.c.environment == environment)
+            ).first()
+        return EnvironmentStatus.from_dict(json.loads(row[0])) if row else None
+
+    def save(self, status: EnvironmentStatus) -> None:
+        data = json.dumps(status.to_dict(), sort_keys=True, default=str)
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                status_table.update()
+                .where(status_table.c.environment == status.name)
+                .values(data=data, updated_at=_now())
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    status_table.insert().values(environment=status.name, data=data, updated_at=_now())
+                )
+
+    def record(self, environment: str, entry: dict, keep: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                history_table.insert().values(
+                    environment=environment, at=_now(), data=json.dumps(entry, default=str)
+                )
+            )
+            ids = (
+                conn.execute(
+                    select(history_table.c.id)
+                    .where(history_table.c.environment == environment)
+                    .order_by(history_table.c.id.desc())
+                    .offset(keep)
+                )
+                .scalars()
+                .all()
+            )
+            if ids:
+                conn.execute(history_table.delete().where(history_table.c.id.in_(ids)))
+
+    def history(self, environment: str) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(history_table.c.data)
+                    .where(history_table.c.environment == environment)
+                    .order_by(history_table.c.id.desc())
+                )
+                .scalars()
+                .all()
+            )
+        return [json.loads(r) for r in rows]
+
+    def first_delivery(self, delivery: str) -> bool:
+        """True the first time a webhook delivery id is seen."""
+        with self.engine.begin() as conn:
+            seen = conn.execute(
+                select(deliveries_table.c.delivery).where(deliveries_table.c.delivery == delivery)
+            ).first()
+            if seen:
+                return False
+            conn.execute(deliveries_table.insert().values(delivery=delivery, at=_now()))
+        return True
+
+    @contextmanager
+    def exclusive(self, environment: str) -> Iterator[bool]:
+        """Hold the environment for this replica; yields False when another replica has it."""
+        if not self.postgres:
+            lock = self._local_locks.setdefault(environment, threading.Lock())
+            got = lock.acquire(blocking=False)
+            try:
+                yield got
+            finally:
+                if got:
+                    lock.release()
+            return
+        key = int.from_bytes(
+            hashlib.sha256(f"stackward:{environment}".encode()).digest()[:8], "big", signed=True
+        )
+        with self.engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
