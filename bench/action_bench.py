@@ -21,11 +21,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from fixtures_path import shared_fixtures  # noqa: E402
 from github_standin import GitHubStandIn  # noqa: E402
 
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 REPOSITORY = "Codertocat/Hello-World"
-PAYLOAD = ROOT.parent / "shared" / "fixtures" / "github-webhooks" / "pull_request.opened.json"
+PAYLOAD = shared_fixtures() / "github-webhooks" / "pull_request.opened.json"
 
 
 def git(repo: Path, *args: str) -> str:

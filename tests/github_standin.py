@@ -15,12 +15,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-FIXTURES = (
-    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-api"
-)  # shared/ beside the clone
+from fixtures_path import shared_fixtures
+
+FIXTURES = shared_fixtures() / "github-api"
 
 
 def _recorded(name: str) -> list[dict]:

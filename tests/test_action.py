@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, run, write
+from fixtures_path import shared_fixtures
 from github_standin import Fault, GitHubStandIn
 from zenml_tools import copy_store, zenml_run, zenml_state
 
-WEBHOOKS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-webhooks"
+WEBHOOKS = shared_fixtures() / "github-webhooks"
 REPOSITORY = "Codertocat/Hello-World"  # as in the recorded payloads
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 BUILDER = (
