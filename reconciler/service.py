@@ -271,8 +271,7 @@ class Reconciler:
             status.conditions.pop(Type.STALLED, None)
             status.set(Type.READY, True, Reason.UP_TO_DATE, f"in sync with {revision[:12] or 'the specs'}")
             status.set(Type.DRIFTED, False, Reason.NO_DRIFT, "")
-            if not status.applied_revision:
-                status.applied_revision = revision
+            status.applied_revision = revision  # converged with this revision: later differences are drift
             return
         drift = bool(status.applied_revision) and status.applied_revision == revision
         if drift:

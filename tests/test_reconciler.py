@@ -1,0 +1,265 @@
+"""The reconciler service, run for real on a loopback port against a real ZenML store and real
+Terraform: first sync, drift reported and healed, unowned resources left alone, the signed
+GitHub webhook (real payloads), the token on mutating endpoints, metrics and the dashboard."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from conftest import EXAMPLES
+from fixtures_path import shared_fixtures
+from zenml_tools import copy_store, zenml_run, zenml_state
+
+from reconciler.app import create_app
+from reconciler.config import Settings
+
+TOKEN = "api-t0ken"
+SECRET = "webhook-s3cret"
+PUSH = json.loads((shared_fixtures() / "github-webhooks" / "push.json").read_text())
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    def __init__(self, url: str, repo: Path, state: Path):
+        self.url, self.repo, self.state = url, repo, state
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def status(self) -> dict:
+        return self.http.get("/api/environments/local").json()
+
+    def condition(self, type_: str) -> dict:
+        return next((c for c in self.status()["conditions"] if c["type"] == type_), {})
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"timed out; status: {json.dumps(self.status(), indent=1)[:3000]}")
+
+    def passes(self) -> int:
+        for line in self.http.get("/metrics").text.splitlines():
+            if line.startswith('stackward_reconcile_duration_seconds_count{environment="local"}'):
+                return int(float(line.split()[-1]))
+        return 0
+
+    def reconcile(self) -> None:
+        before = self.passes()
+        assert (
+            self.http.post(
+                "/api/environments/local/reconcile", headers={"Authorization": f"Bearer {TOKEN}"}
+            ).status_code
+            == 202
+        )
+        self.wait(lambda: self.passes() > before)
+
+    def hook(
+        self, event: str, payload: dict, secret: str | None = SECRET, delivery: str | None = None
+    ) -> httpx.Response:
+        body = json.dumps(payload).encode()
+        headers = {
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "Content-Type": "application/json",
+        }
+        if secret is not None:
+            headers["X-Hub-Signature-256"] = (
+                "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            )
+        return self.http.post("/webhooks/github", content=body, headers=headers)
+
+
+@pytest.fixture
+def service(tmp_path: Path, store_template: Path) -> Iterator[Service]:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
+    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
+    (repo / ".gitignore").write_text(".stackward/\n")
+    git(tmp_path, "init", "-q", "-b", "master", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "environments")
+    state = tmp_path / "state"
+    copy_store(store_template, state, "local")
+    settings = Settings(
+        path=repo / "environments",
+        branch="master",
+        state_dir=state,
+        port=free_port(),
+        interval=3600,
+        coalesce_seconds=1.0,
+        api_token=TOKEN,
+        webhook_secret=SECRET,
+        webhook_max_bytes=64 * 1024,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    svc = Service(f"http://127.0.0.1:{settings.port}", repo, state)
+    svc.wait(lambda: _up(svc), timeout=30)
+    try:
+        yield svc
+    finally:
+        server.should_exit = True
+        thread.join(120)
+
+
+def _up(svc: Service) -> bool:
+    try:
+        return svc.http.get("/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def ready(svc: Service, reason: str) -> Callable[[], bool]:
+    return lambda: svc.condition("Ready") == {**svc.condition("Ready"), "status": "True", "reason": reason}
+
+
+LABEL_EDIT = """
+from zenml.client import Client
+from zenml.enums import StackComponentType as T
+Client().update_stack_component("local-orchestrator", T.ORCHESTRATOR, labels={"team": "someone-else"})
+"""
+
+
+def test_first_pass_applies_the_branch_head(service: Service):
+    service.wait(ready(service, "Applied"))
+    head = git(service.repo, "rev-parse", "HEAD")
+    status = service.status()
+    assert status["applied_revision"] == head and status["desired_revision"] == head
+    (entry,) = service.http.get("/api/environments/local/history").json()
+    assert entry["result"] == "applied" and entry["revision"] == head
+    assert "create zenml.Stack.local-stack" in entry["changes"]
+    assert "local-stack" in zenml_state(service.state, "local")["stacks"]
+    service.reconcile()  # nothing to do the second time
+    assert service.condition("Ready")["reason"] == "UpToDate"
+    assert len(service.http.get("/api/environments/local/history").json()) == 1
+
+
+def test_drift_is_healed_where_the_environment_says_heal(service: Service):
+    service.wait(ready(service, "Applied"))
+    zenml_run(service.state, "local", LABEL_EDIT)
+    service.reconcile()
+    assert service.condition("Ready")["reason"] == "DriftHealed"
+    labels = zenml_state(service.state, "local")["components"]["local-orchestrator"]["labels"]
+    assert labels["team"] == "ml-platform"
+    assert service.http.get("/api/environments/local/history").json()[0]["result"] == "healed"
+
+
+def test_drift_is_only_reported_where_the_environment_says_report(service: Service):
+    service.wait(ready(service, "Applied"))
+    env = service.repo / "environments/local/environment.yaml"
+    env.write_text(env.read_text().replace("drift: heal", "drift: report"))
+    git(service.repo, "commit", "-qam", "report drift only")
+    service.reconcile()
+    assert service.condition("Ready")["reason"] == "UpToDate"
+    zenml_run(service.state, "local", LABEL_EDIT)
+    zenml_run(
+        service.state,
+        "local",
+        "from zenml.client import Client\nfrom zenml.enums import StackComponentType as T\n"
+        "Client().create_stack_component('alice-builder', 'local', T.IMAGE_BUILDER, {})\n",
+    )
+    service.reconcile()
+    drifted = service.condition("Drifted")
+    assert drifted["status"] == "True" and drifted["reason"] == "DriftDetected"
+    assert "update zenml.StackComponent.local-orchestrator" in drifted["message"]
+    assert "labels.team: 'someone-else' -> 'ml-platform'" in drifted["message"]
+    assert "alice-builder" not in drifted["message"]  # not ours: not drift, never touched
+    assert service.condition("Ready")["status"] == "False"
+    components = zenml_state(service.state, "local")["components"]
+    assert components["local-orchestrator"]["labels"]["team"] == "someone-else"  # reported, not changed
+    assert "alice-builder" in components
+    metrics = service.http.get("/metrics").text
+    assert 'stackward_drift{environment="local"} 1.0' in metrics
+
+
+def test_the_webhook_checks_signatures_and_ignores_what_is_not_a_push_to_the_branch(service: Service):
+    service.wait(ready(service, "Applied"))
+    assert service.hook("ping", {"zen": "hi"}).json() == {"pong": True}
+    assert service.hook("push", PUSH, secret=None).status_code == 401
+    assert service.hook("push", PUSH, secret="forged").status_code == 401
+    assert service.hook("push", PUSH).json() == {
+        "ignored": "refs/tags/simple-tag was deleted"
+    }  # the recording
+    other = {**PUSH, "ref": "refs/heads/feature", "deleted": False}
+    assert service.hook("push", other).json() == {
+        "ignored": "refs/heads/feature is not the watched branch master"
+    }
+    oversized = {**PUSH, "padding": "x" * 70_000}
+    assert service.hook("push", oversized).status_code == 413
+
+
+def test_a_burst_of_pushes_causes_one_reconcile_and_repeats_are_ignored(service: Service):
+    service.wait(ready(service, "Applied"))
+    before = service.passes()
+    push = {**PUSH, "ref": "refs/heads/master", "deleted": False}
+    answers = [service.hook("push", push, delivery=f"delivery-{i}") for i in range(10)]
+    assert {a.status_code for a in answers} == {202}
+    assert service.hook("push", push, delivery="delivery-3").json() == {
+        "ignored": "delivery already received"
+    }
+    service.wait(lambda: service.passes() > before)
+    time.sleep(2.5)  # past the coalescing window: no second pass follows
+    assert service.passes() == before + 1
+
+
+def test_mutating_endpoints_need_the_token_and_suspend_stops_reconciles(service: Service):
+    service.wait(ready(service, "Applied"))
+    assert service.http.post("/api/environments/local/reconcile").status_code == 401
+    assert (
+        service.http.post(
+            "/api/environments/local/suspend", headers={"Authorization": "Bearer nope"}
+        ).status_code
+        == 401
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert service.http.post("/api/environments/local/suspend", headers=auth).json()["suspended"] is True
+    before = service.passes()
+    service.http.post("/api/environments/local/reconcile", headers=auth)
+    time.sleep(2.5)
+    assert service.passes() == before  # suspended: nothing ran
+    assert service.http.post("/api/environments/local/resume", headers=auth).json()["suspended"] is False
+    service.wait(lambda: service.passes() > before)
+    assert service.http.get("/api/environments/nowhere").status_code == 404
+
+
+def test_health_metrics_and_the_dashboard(service: Service):
+    service.wait(ready(service, "Applied"))
+    assert service.http.get("/healthz").json() == {"status": "ok"}
+    metrics = service.http.get("/metrics").text
+    assert 'stackward_condition{environment="local",type="Ready"} 1.0' in metrics
+    assert 'stackward_applies_total{environment="local"} 1.0' in metrics
+    page = service.http.get("/").text
+    assert "<table>" in page and "local" in page and "Ready" in page and "<script" not in page
+    detail = service.http.get("/environments/local").text
+    assert "History" in detail and "applied" in detail
