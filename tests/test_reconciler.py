@@ -263,3 +263,43 @@ def test_health_metrics_and_the_dashboard(service: Service):
     assert "<table>" in page and "local" in page and "Ready" in page and "<script" not in page
     detail = service.http.get("/environments/local").text
     assert "History" in detail and "applied" in detail
+
+
+def test_two_replicas_on_postgres_never_reconcile_the_same_environment_at_once(tmp_path: Path, store_template: Path):
+    from postgres import postgres_server
+
+    from reconciler.metrics import Metrics
+    from reconciler.service import Reconciler
+    from reconciler.store import Store
+
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
+    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
+    git(tmp_path, "init", "-q", "-b", "master", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "environments")
+    state = tmp_path / "state"
+    copy_store(store_template, state, "local")
+    with postgres_server() as url:
+        database = url.replace("postgres://", "postgresql+psycopg://").split("?")[0]
+        settings = Settings(path=repo / "environments", branch="master", state_dir=state, database_url=database)
+        replicas = [Reconciler(settings, Store(database), Metrics()) for _ in range(2)]
+        with replicas[0].store.exclusive("local") as first, replicas[1].store.exclusive("local") as second:
+            assert first and not second  # the advisory lock, across connections
+        barrier = threading.Barrier(2)
+
+        def run(replica: Reconciler) -> None:
+            barrier.wait()
+            replica.reconcile("local")
+
+        threads = [threading.Thread(target=run, args=(r,)) for r in replicas]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(180)
+        passes = [r.metrics.duration.labels("local")._sum.get() > 0 for r in replicas]
+        assert passes.count(True) == 1  # exactly one replica reconciled it
+        history = replicas[0].store.history("local")
+        assert [h["result"] for h in history] == ["applied"]
+        assert replicas[1].status("local").ready  # both see the shared status
+        assert "local-stack" in zenml_state(state, "local")["stacks"]
