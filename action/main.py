@@ -235,7 +235,7 @@ class Action:
                         env, report.repo, self.state_root(report), self.settings.lock_timeout, lambda m: None
                     )
                     outcomes[env.name].plan = planned[env.name].plan
-                except (TerraformError, ZenmlError) as exc:
+                except (TerraformError, ZenmlError, LockError) as exc:
                     outcomes[env.name].error = str(exc)
         options = self.policy_options(
             base_ref=pr["base"]["sha"],
@@ -407,7 +407,7 @@ class Action:
                         env, report.repo, self.state_root(report), self.settings.lock_timeout, lambda m: None
                     ).plan
                 )
-            except (TerraformError, ZenmlError) as exc:
+            except (TerraformError, ZenmlError, LockError) as exc:
                 self.say(str(exc))
                 return 1
         text = render_plans(plans)

@@ -32,6 +32,9 @@ class Settings:
     webhook_max_bytes: int = 1024 * 1024
     history_size: int = 20
     coalesce_seconds: float = 2.0  # pushes within this window cause one reconcile
+    github_repository: str = ""  # owner/name: on drift or failure, open/update an issue and set a status
+    github_api_url: str = "https://api.github.com"
+    github_token_env: str = "GITHUB_TOKEN"  # the NAME of the variable holding the token
 
     @classmethod
     def load(cls, file: Path | None = None) -> Settings:

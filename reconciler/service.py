@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reconciler.config import Settings
 from reconciler.metrics import Metrics
+from reconciler.notify import Notifier
 from reconciler.status import EnvironmentStatus, Reason, Type
 from reconciler.store import Store
 from stackward.changes import Action, EnvironmentPlan
@@ -94,6 +95,7 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.running = False
+        self.notifier = Notifier(settings)
 
     # -- environments and their status -----------------------------------------------------
     def environments(self) -> list[str]:
@@ -206,6 +208,7 @@ class Reconciler:
             started = time.monotonic()
             status.set(Type.RECONCILING, True, Reason.PROGRESSING, "reconciling")
             self.store.save(status)
+            before = self.status(name)
             try:
                 self._pass(status)
             finally:
@@ -213,6 +216,7 @@ class Reconciler:
                 status.last_reconcile_at = now()
                 self.store.save(status)
                 self.metrics.observe(status, time.monotonic() - started)
+            self.notifier.changed(before, status)
         return status
 
     def _fail(self, status: EnvironmentStatus, reason: Reason, message: str) -> None:
@@ -256,7 +260,7 @@ class Reconciler:
         self._release_stale_lock(EnvironmentState(state_root, name))
         try:
             planned = plan_environment(env, report.repo, state_root, 60, lambda m: None)
-        except (TerraformError, ZenmlError) as exc:
+        except (TerraformError, ZenmlError, LockError) as exc:
             self._fail(status, Reason.PLAN_FAILED, str(exc))
             return
         plan = planned.plan

@@ -189,3 +189,36 @@ def diff_fields(
         elif old != new:
             out.append(FieldChange(path, old, new))
     return out
+
+
+def _masked(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, SENSITIVE)
+        return value
+    if isinstance(value, dict):
+        return {k: _masked(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, secrets) for v in value]
+    return value
+
+
+def mask_values(changes: list[Change], secrets: list[str]) -> list[Change]:
+    """The changes with every occurrence of the given secret values shown as (sensitive)."""
+    secrets = [s for s in secrets if s]
+    if not secrets:
+        return changes
+    return [
+        Change(
+            c.layer,
+            c.kind,
+            c.name,
+            c.address,
+            c.action,
+            tuple(
+                FieldChange(f.path, _masked(f.before, secrets), _masked(f.after, secrets)) for f in c.fields
+            ),
+            c.reason,
+        )
+        for c in changes
+    ]

@@ -253,6 +253,7 @@ def plan(
     from stackward.output.human import render_diagnostic
     from stackward.output.plan_text import render
     from stackward.planning import Planned, plan_environment, plan_policy_findings, promotion_order, revision
+    from stackward.state import LockError
 
     report = _validated(path, env)
     state_root = state_dir or report.repo.repo_root / ".stackward"
@@ -262,7 +263,7 @@ def plan(
             planned[environment.name] = plan_environment(
                 environment, report.repo, state_root, lock_timeout, _progress
             )
-        except (TerraformError, ZenmlError) as exc:
+        except (TerraformError, ZenmlError, LockError) as exc:
             planned[environment.name] = Planned(EnvironmentPlan(environment.name, error=str(exc)))
     findings = plan_policy_findings(
         report.environments, report.repo, planned, _policy(**policy, required=False)

@@ -146,3 +146,18 @@ class GitHubClient:
         if log_url:
             kwargs["target_url"] = log_url  # PyGithub's name for the status's log link
         self._call("setting a deployment status", lambda: deployment.create_status(**kwargs))
+
+    def upsert_issue(self, title: str, body: str, label: str) -> int:
+        """Open an issue with `label`, or update the one already open: one per subject."""
+
+        def find() -> Any:
+            return next(iter(self.repo.get_issues(state="open", labels=[label])), None)
+
+        existing = self._call("looking for the open issue", find)
+        if existing is not None:
+            self._call("updating the issue", lambda: existing.edit(title=title, body=body))
+            return existing.number
+        created = self._call(
+            "opening an issue", lambda: self.repo.create_issue(title=title, body=body, labels=[label])
+        )
+        return created.number

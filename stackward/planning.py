@@ -7,6 +7,7 @@ registration calls with the outputs Terraform produced, recording each step in t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stackward.changes import Action, Change, EnvironmentPlan
+from stackward.changes import Action, Change, EnvironmentPlan, mask_values
 from stackward.diagnostics import Diagnostic
 from stackward.executors.terraform import TerraformExecutor, TerraformPlan
 from stackward.executors.zenml import ZenmlExecutor
@@ -113,7 +114,14 @@ class EnvironmentRun:
         wanted = desired(self.env, outputs, _resource_types())
         if wanted or self.zenml.store_may_hold_registrations:
             self.step("reading ZenML registrations")
-            changes += plan_registrations(self.env.name, wanted, self.zenml.read())
+            registrations = plan_registrations(self.env.name, wanted, self.zenml.read())
+            hidden = [
+                json.dumps(v) if not isinstance(v, str) else v
+                for m, o in (self.terraform_plan.sensitive if self.terraform_plan else ())
+                for v in [outputs.get(m, {}).get(o)]
+                if v is not None
+            ]
+            changes += mask_values(registrations, hidden)  # sensitive Terraform outputs stay hidden
         return Planned(EnvironmentPlan(self.env.name, changes), raw)
 
 
@@ -129,9 +137,11 @@ def plan_policy_findings(
 def plan_environment(
     env: Environment, repo: Repo, state_root: Path, lock_timeout: float, progress: Progress
 ) -> Planned:
-    """What applying `env` would change (read-only)."""
+    """What applying `env` would change (read-only). It holds the environment's lock too: the
+    Terraform working folder and saved plan are shared with applies, and a plan must never
+    replace the one an apply is about to run."""
     run = EnvironmentRun(env, repo, state_root, lock_timeout, progress)
-    with run.zenml:
+    with environment_lock(run.state, f"stackward plan {env.name}", timeout=lock_timeout), run.zenml:
         return run.plan()
 
 
@@ -189,24 +199,40 @@ def apply_environment(
         if plan.conflicts:
             reasons = "\n".join(f"  ! {c.address}: {c.reason}" for c in plan.conflicts)
             raise ApplyRefused(f"{env.name}: nothing was applied:\n{reasons}")
-        _secrets_are_set(env)
+        _secrets_are_set(env, run.zenml)
         if check is not None:
             check(planned)
         return _apply(run, plan, revision(repo))
 
 
-def _secrets_are_set(env: Environment) -> None:
-    """Every secret read from an environment variable is there, before anything changes."""
-    missing = sorted(
-        f"{ref['fromEnv']} (secret {key} of connector {resource.name})"
+def _secrets_are_set(env: Environment, zenml: ZenmlExecutor) -> None:
+    """Every secret a connector references can be read, before anything changes."""
+    refs = [
+        (resource.name, key, ref)
         for resource in env.resources
         if resource.kind == "ServiceConnector"
         for key, ref in (resource.spec.get("secrets") or {}).items()
+    ]
+    missing = sorted(
+        f"{ref['fromEnv']} (secret {key} of connector {name})"
+        for name, key, ref in refs
         if "fromEnv" in ref and ref["fromEnv"] not in os.environ
     )
     if missing:
         raise ApplyRefused(
             f"{env.name}: nothing was applied: these environment variables are not set: {', '.join(missing)}"
+        )
+    zenml_refs = sorted(
+        {
+            (r["fromZenmlSecret"]["name"], r["fromZenmlSecret"]["key"])
+            for _, _, r in refs
+            if "fromZenmlSecret" in r
+        }
+    )
+    unresolved = zenml.missing_secrets(zenml_refs)
+    if unresolved:
+        raise ApplyRefused(
+            f"{env.name}: nothing was applied: these ZenML secrets do not exist or lack the key: {', '.join(unresolved)}"
         )
 
 
@@ -230,8 +256,9 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
         wanted = desired(run.env, outputs, _resource_types())
         if not wanted and not run.zenml.store_may_hold_registrations:
             return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
-        changes = plan_registrations(run.env.name, wanted, run.zenml.read())
-        ops = operations(changes, wanted)
+        actual = run.zenml.read()
+        changes = plan_registrations(run.env.name, wanted, actual)
+        ops = operations(changes, wanted, actual, run.env.name)
         run.step(f"ZenML registrations ({len(ops)} calls)")
         run.zenml.apply(
             ops, lambda done: ledger.record("step", apply_id, change=f"{done['op']} {done['done']}")

@@ -61,7 +61,10 @@ def _substitute(value: Any, outputs: dict[str, dict[str, Any]]) -> tuple[Any, bo
             nonlocal unknown
             known = outputs.get(match.group(1), {})
             if match.group(2) in known:
-                return str(known[match.group(2)])
+                value = known[match.group(2)]
+                return (
+                    value if isinstance(value, str) else json.dumps(value)
+                )  # lists/maps as JSON, not Python
             unknown = True
             return UNKNOWN
 
@@ -152,15 +155,20 @@ def _address(kind: str, name: str) -> str:
     return f"zenml.{kind}.{name}"
 
 
+def key_of(reg: Registration) -> tuple[str, ...]:
+    """Identity in the store: ZenML component names are unique per component type only."""
+    return (reg.kind, reg.name, reg.type) if reg.kind == "StackComponent" else (reg.kind, reg.name)
+
+
 def plan_registrations(env_name: str, wanted: list[Registration], actual: list[Registration]) -> list[Change]:
     """Changes that make the store match the specs, touching only what stackward owns."""
-    have = {(r.kind, r.name): r for r in actual}
+    have = {key_of(r): r for r in actual}
     changes: list[Change] = []
     replaced: set[tuple[str, str]] = set()
     for want in wanted:
-        key = (want.kind, want.name)
+        key = key_of(want)
         current = have.get(key)
-        address = _address(*key)
+        address = _address(want.kind, want.name)
         if current is None:
             after = _comparable(want)
             after["labels"] = {k: v for k, v in after["labels"].items() if k not in OWNERSHIP}
@@ -205,9 +213,9 @@ def plan_registrations(env_name: str, wanted: list[Registration], actual: list[R
             changes.append(Change("zenml", want.kind, want.name, address, Action.UPDATE, tuple(fields)))
         else:
             changes.append(Change("zenml", want.kind, want.name, address, Action.NO_OP))
-    wanted_keys = {(w.kind, w.name) for w in wanted}
+    wanted_keys = {key_of(w) for w in wanted}
     for current in actual:
-        if current.owner == env_name and (current.kind, current.name) not in wanted_keys:
+        if current.owner == env_name and key_of(current) not in wanted_keys:
             changes.append(
                 Change(
                     "zenml",
@@ -218,52 +226,96 @@ def plan_registrations(env_name: str, wanted: list[Registration], actual: list[R
                     reason="no longer in the specs (pruned)",
                 )
             )
-    return _cascade(changes, wanted, replaced)
+    return _cascade(changes, wanted, actual, env_name)
 
 
 def _cascade(
-    changes: list[Change], wanted: list[Registration], replaced: set[tuple[str, str]]
+    changes: list[Change], wanted: list[Registration], actual: list[Registration], env_name: str
 ) -> list[Change]:
-    """A stack using a replaced component is replaced too (ZenML will not delete a component
-    that a stack uses); a component using a replaced connector is reconnected (an update)."""
-    replaced_components = {name for kind, name in replaced if kind == "StackComponent"}
-    replaced_connectors = {name for kind, name in replaced if kind == "ServiceConnector"}
+    """Follow-on changes ZenML forces: a stack that uses (now, or after the change) a component
+    being deleted or replaced is replaced too (ZenML will not delete a component a stack uses);
+    a component using a replaced connector is reconnected. A stack stackward does not own that
+    uses such a component makes the change a conflict: nothing of the environment is applied."""
+    going = {
+        c.name for c in changes if c.kind == "StackComponent" and c.action in (Action.DELETE, Action.REPLACE)
+    }
+    replaced_components = {
+        c.name for c in changes if c.kind == "StackComponent" and c.action is Action.REPLACE
+    }
+    replaced_connectors = {
+        c.name for c in changes if c.kind == "ServiceConnector" and c.action is Action.REPLACE
+    }
+    stacks = {r.name: r for r in actual if r.kind == "Stack"}
+    blocked = {
+        name: sorted(
+            s.name for s in stacks.values() if s.owner != env_name and name in s.fields["components"].values()
+        )
+        for name in going
+    }
+    want = {(w.kind, w.name): w for w in wanted}
     out = []
     for change in changes:
-        want = next((w for w in wanted if (w.kind, w.name) == (change.kind, change.name)), None)
-        if want is not None and change.action in (Action.NO_OP, Action.UPDATE):
-            if change.kind == "Stack":
-                used = sorted(set(want.fields["components"].values()) & replaced_components)
-                if used:
-                    change = Change(
-                        change.layer,
-                        change.kind,
-                        change.name,
-                        change.address,
-                        Action.REPLACE,
-                        change.fields,
-                        f"its component {', '.join(used)} is replaced",
-                    )
-            elif change.kind == "StackComponent" and want.fields.get("connector") in replaced_connectors:
-                reconnect = FieldChange(
-                    "connector", want.fields["connector"], f"{want.fields['connector']} (re-created)"
-                )
+        target = want.get((change.kind, change.name))
+        if (
+            change.kind == "StackComponent"
+            and blocked.get(change.name)
+            and change.action is not Action.CONFLICT
+        ):
+            users = ", ".join(blocked[change.name])
+            change = Change(
+                change.layer,
+                change.kind,
+                change.name,
+                change.address,
+                Action.CONFLICT,
+                change.fields,
+                f"it would be {change.action.value}d, but stack {users} (not managed by stackward) uses it; "
+                "move that stack off it first",
+            )
+        elif change.kind == "Stack" and change.action in (Action.NO_OP, Action.UPDATE) and target is not None:
+            now_used = (
+                set(stacks[change.name].fields["components"].values()) if change.name in stacks else set()
+            )
+            used = sorted(
+                (now_used & going) | (set(target.fields["components"].values()) & replaced_components)
+            )
+            if used:
                 change = Change(
                     change.layer,
                     change.kind,
                     change.name,
                     change.address,
-                    Action.UPDATE,
-                    (*change.fields, reconnect),
+                    Action.REPLACE,
+                    change.fields,
+                    f"its component {', '.join(used)} is deleted or replaced",
                 )
+        elif (
+            change.kind == "StackComponent"
+            and target is not None
+            and change.action in (Action.NO_OP, Action.UPDATE)
+        ) and target.fields.get("connector") in replaced_connectors:
+            reconnect = FieldChange(
+                "connector", target.fields["connector"], f"{target.fields['connector']} (re-created)"
+            )
+            change = Change(
+                change.layer,
+                change.kind,
+                change.name,
+                change.address,
+                Action.UPDATE,
+                (*change.fields, reconnect),
+            )
         out.append(change)
     return out
 
 
-def operations(changes: list[Change], wanted: list[Registration]) -> list[dict]:
+def operations(
+    changes: list[Change], wanted: list[Registration], actual: list[Registration], env_name: str
+) -> list[dict]:
     """Changes as ordered executor calls: tear down stacks -> components -> connectors,
     then build connectors -> components -> stacks."""
     want = {(w.kind, w.name): w for w in wanted}
+    owned = {(r.kind, r.name): r for r in actual if r.owner == env_name}
     ops: list[dict] = []
     teardown = [c for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
     reconnect = {
@@ -276,13 +328,26 @@ def operations(changes: list[Change], wanted: list[Registration]) -> list[dict]:
     for kind in reversed(KINDS):
         if kind == "ServiceConnector":
             ops += [
-                {"op": "disconnect", "kind": "StackComponent", "name": name} for name in sorted(reconnect)
+                {
+                    "op": "disconnect",
+                    "kind": "StackComponent",
+                    "name": name,
+                    "type": want[("StackComponent", name)].type,
+                }
+                for name in sorted(reconnect)
             ]
-        ops += [
-            {"op": "delete", "kind": c.kind, "name": c.name, "address": c.address}
-            for c in teardown
-            if c.kind == kind
-        ]
+        for c in teardown:
+            if c.kind == kind:
+                current = owned.get((c.kind, c.name))
+                ops.append(
+                    {
+                        "op": "delete",
+                        "kind": c.kind,
+                        "name": c.name,
+                        "address": c.address,
+                        "type": current.type if current else "",
+                    }
+                )
     for kind in KINDS:
         for change in changes:
             if change.kind != kind or change.action not in (Action.CREATE, Action.REPLACE, Action.UPDATE):
@@ -295,6 +360,7 @@ def operations(changes: list[Change], wanted: list[Registration]) -> list[dict]:
                     "kind": kind,
                     "name": reg.name,
                     "address": change.address,
+                    "type": reg.type,
                     "fields": reg.fields,
                     "labels": reg.labels,
                     "secrets": reg.secrets,

@@ -27,6 +27,7 @@ def _recorded(name: str) -> list[dict]:
 
 
 STATUS_TEMPLATE = _recorded("create-status.json")[0]["response"]
+ISSUE_TEMPLATE = _recorded("add-labels-to-issue.json")[0]["response"]
 ERROR_422 = _recorded("errors.json")[0]
 RATE_HEADERS = {k: v for k, v in ERROR_422["headers"].items() if k.lower().startswith("x-ratelimit")}
 
@@ -50,6 +51,7 @@ class GitHubStandIn:
         self.deployments: list[dict] = []
         self.deployment_statuses: dict[int, list[dict]] = {}
         self.commit_pulls: dict[str, list[dict]] = {}
+        self.issues: list[dict] = []
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self._ids = iter(range(1000, 10**9))
@@ -227,6 +229,34 @@ class GitHubStandIn:
                     return refused
                 found["body"] = body
             return 200, found, {}
+        if path == "/issues" and method == "GET":
+            labels = set(query.get("labels", [""])[0].split(",")) - {""}
+            state = query.get("state", ["open"])[0]
+            found = [
+                i for i in self.issues if i["state"] == state and labels <= {lb["name"] for lb in i["labels"]}
+            ]
+            return 200, found, {}
+        if path == "/issues" and method == "POST":
+            data = request.body()
+            number = len(self.issues) + 1
+            issue = {
+                **copy.deepcopy(ISSUE_TEMPLATE),
+                "number": number,
+                "id": next(self._ids),
+                "title": data["title"],
+                "body": data.get("body"),
+                "state": "open",
+                "labels": [{"name": n} for n in data.get("labels", [])],
+                "url": f"{self.url}/repos/{self.repository}/issues/{number}",
+            }
+            self.issues.append(issue)
+            return 201, issue, {}
+        if (m := re.fullmatch(r"/issues/(\d+)", path)) and method == "PATCH":
+            issue = next((i for i in self.issues if i["number"] == int(m.group(1))), None)
+            if issue is None:
+                return 404, {"message": "Not Found"}, {}
+            issue.update({k: v for k, v in request.body().items() if k in ("title", "body", "state")})
+            return 200, issue, {}
         if m := re.fullmatch(r"/statuses/([0-9a-f]{40})", path):
             data = request.body()
             status = {

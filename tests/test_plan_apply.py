@@ -126,7 +126,7 @@ def test_flavor_change_replaces_the_component_and_the_stack_using_it(repo: Path)
     assert (
         "because flavor changes from local to local_docker (ZenML cannot change it in place)" in plan.output
     )
-    assert "because its component local-orchestrator is replaced" in plan.output
+    assert "because its component local-orchestrator is deleted or replaced" in plan.output
     assert apply(repo).exit_code == 0
     zenml = zenml_state(state_of(repo), "local")
     assert zenml["components"]["local-orchestrator"]["flavor"] == "local_docker"
@@ -359,3 +359,150 @@ def test_a_module_without_outputs_plans_and_applies(repo: Path):
     result = apply(repo)
     assert result.exit_code == 0, result.output
     assert "module.quiet.terraform_data.artifact_store" in result.output
+
+
+STACK_WITH_BUILDER = """
+    image_builder: {name}
+"""
+
+
+def _stack_with_builder(repo: Path, name: str) -> None:
+    stack = (
+        (EXAMPLES / "local/stack.yaml")
+        .read_text()
+        .replace(
+            "    orchestrator: local-orchestrator\n",
+            "    orchestrator: local-orchestrator\n" + STACK_WITH_BUILDER.format(name=name).lstrip("\n"),
+        )
+    )
+    write(
+        repo, {"local/stack.yaml": stack, "local/builder.yaml": IMAGE_BUILDER.replace("local-builder", name)}
+    )
+
+
+def test_renaming_a_component_a_stack_uses_applies(repo: Path):
+    _stack_with_builder(repo, "local-builder")
+    assert apply(repo).exit_code == 0
+    _stack_with_builder(repo, "local-builder2")
+    plan = stackward(repo, "plan", "--env", "local")
+    assert "because its component local-builder is deleted or replaced" in plan.output
+    result = apply(repo)
+    assert result.exit_code == 0, result.output
+    zenml = zenml_state(state_of(repo), "local")
+    assert "local-builder" not in zenml["components"]
+    assert zenml["stacks"]["local-stack"]["components"]["image_builder"] == "local-builder2"
+    assert "no changes" in apply(repo).output
+
+
+def test_a_stack_stackward_does_not_own_blocks_replacing_its_component(repo: Path):
+    assert apply(repo).exit_code == 0
+    zenml_run(
+        state_of(repo),
+        "local",
+        "from zenml.client import Client\nfrom zenml.enums import StackComponentType as T\n"
+        "Client().create_stack('manual', components={T.ORCHESTRATOR: 'local-orchestrator', T.ARTIFACT_STORE: 'default'})\n",
+    )
+    stack = (repo / "local/stack.yaml").read_text()
+    write(
+        repo,
+        {
+            "local/stack.yaml": stack.replace(
+                "  type: orchestrator\n  flavor: local\n", "  type: orchestrator\n  flavor: local_docker\n"
+            )
+        },
+    )
+    result = apply(repo)
+    assert result.exit_code == 1
+    assert "stack manual (not managed by stackward) uses it" in result.output
+    zenml = zenml_state(state_of(repo), "local")
+    assert {"local-stack", "manual"} <= set(zenml["stacks"]) and zenml["components"]["local-orchestrator"][
+        "flavor"
+    ] == "local"
+
+
+def test_a_component_of_another_type_with_the_same_name_is_not_ours(repo: Path):
+    write(repo, {"local/builder.yaml": IMAGE_BUILDER})
+    assert apply(repo).exit_code == 0
+    zenml_run(
+        state_of(repo),
+        "local",
+        "from zenml.client import Client\nfrom zenml.enums import StackComponentType as T\n"
+        "Client().create_stack_component('local-builder', 'local', T.ORCHESTRATOR, {})\n",
+    )
+    (repo / "local/builder.yaml").unlink()
+    assert apply(repo).exit_code == 0
+    left = [
+        c
+        for c in zenml_run(
+            state_of(repo),
+            "local",
+            "from zenml.client import Client\n"
+            "print([(c.name, c.type.value) for c in Client().list_stack_components(name='local-builder').items])",
+        ).splitlines()
+        if c.startswith("[")
+    ]
+    assert left == ["[('local-builder', 'orchestrator')]"]
+
+
+def test_a_missing_zenml_secret_stops_before_anything_changes(repo: Path):
+    write(
+        repo,
+        {
+            "local/registry.yaml": HEAD + "kind: ServiceConnector\nmetadata: {name: local-registry}\nspec:\n"
+            "  type: docker\n  authMethod: password\n  secrets:\n"
+            "    username: {fromZenmlSecret: {name: regcreds, key: username}}\n"
+            "    password: {fromZenmlSecret: {name: regcreds, key: password}}\n"
+        },
+    )
+    result = apply(repo)
+    assert result.exit_code == 1
+    assert (
+        "these ZenML secrets do not exist or lack the key: regcreds.password, regcreds.username"
+        in result.output
+    )
+    assert not (state_of(repo) / "local/terraform.tfstate").exists()
+
+
+def test_sensitive_terraform_values_are_masked(repo: Path):
+    write(
+        repo,
+        {
+            "_modules/local-base/secret.tf": 'resource "terraform_data" "listed" {\n  input = ["public", sensitive("LISTSECRET-abc123")]\n}\n'
+            'output "token" {\n  value     = "TFSENSITIVE-xyz789"\n  sensitive = true\n}\n'
+        },
+    )
+    infra = (
+        (repo / "local/infrastructure.yaml")
+        .read_text()
+        .replace("    - artifact_path", "    - artifact_path\n    - token")
+    )
+    write(
+        repo,
+        {
+            "local/infrastructure.yaml": infra,
+            "local/builder.yaml": HEAD
+            + "kind: StackComponent\nmetadata: {name: local-tracker}\nspec:\n  type: artifact_store\n  flavor: local\n"
+            "  configuration: {path: '/tmp/${infra.base.token}'}\n",
+        },
+    )
+    assert apply(repo).exit_code == 0
+    plan = stackward(repo, "plan", "--env", "local")
+    for text in (plan.output, apply(repo).output):
+        assert "LISTSECRET" not in text and "TFSENSITIVE" not in text
+
+
+def test_a_failed_terraform_init_is_tried_again(repo: Path, monkeypatch):
+    env = (
+        (repo / "local/environment.yaml")
+        .read_text()
+        .replace(
+            "  terraform:\n    backend:\n      type: local\n", "  terraform:\n    backend:\n      type: pg\n"
+        )
+    )
+    write(repo, {"local/environment.yaml": env})
+    monkeypatch.setenv("PG_CONN_STR", "postgres://nobody@127.0.0.1:9/none?sslmode=disable&connect_timeout=2")
+    assert "terraform init failed" in stackward(repo, "plan", "--env", "local").output
+    with postgres_server() as url:
+        monkeypatch.setenv("PG_CONN_STR", url)
+        result = stackward(repo, "plan", "--env", "local")
+        assert result.exit_code == 0, result.output

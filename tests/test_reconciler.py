@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -97,8 +98,9 @@ class Service:
         return self.http.post("/webhooks/github", content=body, headers=headers)
 
 
-@pytest.fixture
-def service(tmp_path: Path, store_template: Path) -> Iterator[Service]:
+@contextmanager
+def running_service(tmp_path: Path, store_template: Path, **extra: object) -> Iterator[Service]:
+    """A git repo with the local environment, and the service on a loopback port."""
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
     shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
@@ -118,6 +120,7 @@ def service(tmp_path: Path, store_template: Path) -> Iterator[Service]:
         api_token=TOKEN,
         webhook_secret=SECRET,
         webhook_max_bytes=64 * 1024,
+        **extra,
     )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
@@ -131,6 +134,12 @@ def service(tmp_path: Path, store_template: Path) -> Iterator[Service]:
     finally:
         server.should_exit = True
         thread.join(120)
+
+
+@pytest.fixture
+def service(tmp_path: Path, store_template: Path) -> Iterator[Service]:
+    with running_service(tmp_path, store_template) as svc:
+        yield svc
 
 
 def _up(svc: Service) -> bool:
@@ -265,7 +274,9 @@ def test_health_metrics_and_the_dashboard(service: Service):
     assert "History" in detail and "applied" in detail
 
 
-def test_two_replicas_on_postgres_never_reconcile_the_same_environment_at_once(tmp_path: Path, store_template: Path):
+def test_two_replicas_on_postgres_never_reconcile_the_same_environment_at_once(
+    tmp_path: Path, store_template: Path
+):
     from postgres import postgres_server
 
     from reconciler.metrics import Metrics
@@ -282,7 +293,9 @@ def test_two_replicas_on_postgres_never_reconcile_the_same_environment_at_once(t
     copy_store(store_template, state, "local")
     with postgres_server() as url:
         database = url.replace("postgres://", "postgresql+psycopg://").split("?")[0]
-        settings = Settings(path=repo / "environments", branch="master", state_dir=state, database_url=database)
+        settings = Settings(
+            path=repo / "environments", branch="master", state_dir=state, database_url=database
+        )
         replicas = [Reconciler(settings, Store(database), Metrics()) for _ in range(2)]
         with replicas[0].store.exclusive("local") as first, replicas[1].store.exclusive("local") as second:
             assert first and not second  # the advisory lock, across connections
@@ -303,3 +316,37 @@ def test_two_replicas_on_postgres_never_reconcile_the_same_environment_at_once(t
         assert [h["result"] for h in history] == ["applied"]
         assert replicas[1].status("local").ready  # both see the shared status
         assert "local-stack" in zenml_state(state, "local")["stacks"]
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    from github_standin import GitHubStandIn
+
+    monkeypatch.setenv("RECONCILER_GITHUB_TOKEN", "ghs_reconciler")
+    with GitHubStandIn("acme/environments") as standin:
+        yield standin
+
+
+def test_drift_opens_one_github_issue_and_sets_a_status(github, tmp_path: Path, store_template: Path):
+    """Against the GitHub API stand-in (tests/github_standin.py), as the Action's tests."""
+    settings = {
+        "github_repository": "acme/environments",
+        "github_api_url": github.url,
+        "github_token_env": "RECONCILER_GITHUB_TOKEN",
+    }
+    with running_service(tmp_path, store_template, **settings) as svc:
+        svc.wait(ready(svc, "Applied"))
+        env = svc.repo / "environments/local/environment.yaml"
+        env.write_text(env.read_text().replace("drift: heal", "drift: report"))
+        git(svc.repo, "commit", "-qam", "report drift only")
+        svc.reconcile()
+        zenml_run(svc.state, "local", LABEL_EDIT)
+        svc.reconcile()
+        svc.reconcile()  # still drifted: the same issue is updated, not a second one
+        (issue,) = github.issues
+        assert issue["title"] == "stackward: local drifted" and issue["labels"] == [
+            {"name": "stackward:local"}
+        ]
+        assert "labels.team" in issue["body"]
+        head = git(svc.repo, "rev-parse", "HEAD")
+        assert ("stackward/local", "failure") in github.contexts(head)

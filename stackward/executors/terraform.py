@@ -138,19 +138,18 @@ class TerraformExecutor:
         return out
 
     def init(self) -> Terraform:
-        """Render the root module; `terraform init` only when it changed (or never ran)."""
+        """Render the root module; `terraform init` only when it changed (or never succeeded)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         rendered = json.dumps(self.render(), indent=2, sort_keys=True) + "\n"
-        main = self.workdir / "main.tf.json"
-        initialised = (
-            (self.workdir / ".terraform").is_dir() and main.exists() and main.read_text() == rendered
-        )
-        main.write_text(rendered)
+        (self.workdir / "main.tf.json").write_text(rendered)
+        marker = self.workdir / ".stackward-initialised"  # written only after an init that succeeded
         tf = self._terraform()
-        if not initialised:
+        if not (marker.exists() and marker.read_text() == rendered):
+            marker.unlink(missing_ok=True)
             self._run(
                 tf, "init", input=False, reconfigure=IsFlagged, lock_timeout=f"{self.lock_timeout:.0f}s"
             )
+            marker.write_text(rendered)
         return tf
 
     def plan(self) -> TerraformPlan:
@@ -218,6 +217,8 @@ class TerraformExecutor:
 
 
 def _mask(value: Any, sensitive: Any, unknown: Any) -> Any:
+    """Terraform's value with sensitive parts as (sensitive) and unknown ones as (known after apply);
+    `sensitive`/`unknown` have the value's shape (dicts and lists of booleans)."""
     if sensitive is True:
         return SENSITIVE
     if unknown is True:
@@ -226,11 +227,20 @@ def _mask(value: Any, sensitive: Any, unknown: Any) -> Any:
         return {
             k: _mask(
                 v,
-                (sensitive or {}).get(k) if isinstance(sensitive, dict) else None,
-                (unknown or {}).get(k) if isinstance(unknown, dict) else None,
+                sensitive.get(k) if isinstance(sensitive, dict) else None,
+                unknown.get(k) if isinstance(unknown, dict) else None,
             )
             for k, v in value.items()
         }
+    if isinstance(value, list):
+        return [
+            _mask(
+                v,
+                sensitive[i] if isinstance(sensitive, list) and i < len(sensitive) else None,
+                unknown[i] if isinstance(unknown, list) and i < len(unknown) else None,
+            )
+            for i, v in enumerate(value)
+        ]
     return value
 
 

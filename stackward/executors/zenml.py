@@ -134,3 +134,13 @@ class ZenmlExecutor:
                 raise ZenmlError(f"{self.env.name}: ZenML: {reply['error']}")
             else:
                 return
+
+    def missing_secrets(self, refs: list[tuple[str, str]]) -> list[str]:
+        """Which ZenML secret references (`name.key`) cannot be resolved."""
+        if not refs:
+            return []
+        self._send({"op": "missing_secrets", "refs": [list(r) for r in refs]})
+        reply = self._receive()
+        if "error" in reply:
+            raise ZenmlError(f"{self.env.name}: checking ZenML secrets failed: {reply['error']}")
+        return reply["missing"]

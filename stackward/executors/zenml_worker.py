@@ -24,6 +24,11 @@ def _plain(value: Any) -> Any:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
+def _key(kind: str, name: str, type_: str) -> tuple:
+    """ZenML component names are unique per component type only."""
+    return (kind, name, type_) if kind == "StackComponent" else (kind, name)
+
+
 class Worker:
     def __init__(self, out: TextIO):
         from zenml.client import Client
@@ -94,8 +99,8 @@ class Worker:
                     "labels": dict(s.labels or {}),
                 }
             )
-        self.ids = {(r["kind"], r["name"]): r["id"] for r in out}
-        self.current = {(r["kind"], r["name"]): r for r in out}
+        self.ids = {_key(r["kind"], r["name"], r["fields"].get("type", "")): r["id"] for r in out}
+        self.current = {_key(r["kind"], r["name"], r["fields"].get("type", "")): r for r in out}
         return out
 
     def _secret(self, ref: dict, key: str, name: str) -> str:
@@ -114,28 +119,39 @@ class Worker:
             )
         return secret.secret_values[source["key"]]
 
-    def _labels(self, kind: str, name: str, labels: dict) -> dict:
+    def missing_secrets(self, refs: list[list[str]]) -> list[str]:
+        """`name.key` of each ZenML secret reference that cannot be resolved."""
+        missing = []
+        for name, key in refs:
+            try:
+                secret = self.client.get_secret(name, allow_partial_name_match=False)
+            except KeyError:
+                missing.append(f"{name}.{key}")
+                continue
+            if key not in secret.secret_values:
+                missing.append(f"{name}.{key}")
+        return missing
+
+    def _labels(self, key: tuple, labels: dict) -> dict:
         """Desired labels, with None for labels to remove (ZenML merges labels on update)."""
-        old = self.current.get((kind, name), {}).get("labels", {})
+        old = self.current.get(key, {}).get("labels", {})
         return {**{k: None for k in old if k not in labels}, **labels}
 
     def apply(self, op: dict) -> None:
         kind, name = op["kind"], op["name"]
-        key = (kind, name)
+        key = _key(kind, name, op.get("type", ""))
         if op["op"] == "delete":
             if kind == "Stack":
                 self.client.delete_stack(self.ids[key])
             elif kind == "StackComponent":
-                comp_type = self.types(self.current[key]["fields"]["type"])
-                self.client.delete_stack_component(self.ids[key], comp_type)
+                self.client.delete_stack_component(self.ids[key], self.types(op["type"]))
             else:
                 self.client.delete_service_connector(self.ids[key])
             self.ids.pop(key, None)
             self.current.pop(key, None)
             return
         if op["op"] == "disconnect":
-            comp_type = self.types(self.current[key]["fields"]["type"])
-            self.client.update_stack_component(self.ids[key], comp_type, disconnect=True)
+            self.client.update_stack_component(self.ids[key], self.types(op["type"]), disconnect=True)
             return
         fields, labels = op["fields"], op["labels"]
         if kind == "ServiceConnector":
@@ -155,7 +171,7 @@ class Worker:
                 )
             else:
                 model, _ = self.client.update_service_connector(
-                    self.ids[key], labels=self._labels(kind, name, labels), **common
+                    self.ids[key], labels=self._labels(key, labels), **common
                 )
             self.ids[key] = model.id
         elif kind == "StackComponent":
@@ -175,7 +191,7 @@ class Worker:
                     self.ids[key],
                     comp_type,
                     configuration=config,
-                    labels=self._labels(kind, name, labels),
+                    labels=self._labels(key, labels),
                     disconnect=True
                     if connector is None and self.current.get(key, {}).get("fields", {}).get("connector")
                     else None,
@@ -190,7 +206,8 @@ class Worker:
             self.ids[key] = model.id
         else:
             components = {
-                self.types(t): [self.ids[("StackComponent", c)]] for t, c in fields["components"].items()
+                self.types(t): [self.ids[_key("StackComponent", c, t)]]
+                for t, c in fields["components"].items()
             }
             if op["op"] == "create":
                 model = self.client.create_stack(name, components=components, labels=labels)
@@ -200,7 +217,7 @@ class Worker:
                     if slot not in fields["components"]:
                         components[self.types(slot)] = []
                 model = self.client.update_stack(
-                    self.ids[key], component_updates=components, labels=self._labels(kind, name, labels)
+                    self.ids[key], component_updates=components, labels=self._labels(key, labels)
                 )
             self.ids[key] = model.id
 
@@ -216,6 +233,8 @@ def main() -> None:
             worker = worker or Worker(protocol)
             if request["op"] == "read":
                 worker.send({"registrations": worker.read()})
+            elif request["op"] == "missing_secrets":
+                worker.send({"missing": worker.missing_secrets(request["refs"])})
             elif request["op"] == "apply":
                 worker.read()
                 for op in request["ops"]:
