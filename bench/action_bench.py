@@ -21,21 +21,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from conftest import git  # noqa: E402
 from fixtures_path import shared_fixtures  # noqa: E402
 from github_standin import GitHubStandIn  # noqa: E402
 
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 REPOSITORY = "Codertocat/Hello-World"
 PAYLOAD = shared_fixtures() / "github-webhooks" / "pull_request.opened.json"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.email=b@example.com", "-c", "user.name=b", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def make_repo(repo: Path, environments: int) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +81,13 @@ def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from zenml_tools import make_store
 
     return make_store(tmp_path_factory.mktemp("zenml-template"))
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` as a test author; its output."""
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()

@@ -9,11 +9,10 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, run, write
+from conftest import EXAMPLES, git, run, write
 from fixtures_path import shared_fixtures
 from github_standin import Fault, GitHubStandIn
 from zenml_tools import copy_store, zenml_run, zenml_state
@@ -36,15 +35,6 @@ def payload(name: str, **changes) -> dict:
             target = target[part]
         target[last] = value
     return data
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 class World:

@@ -4,11 +4,10 @@ reviewer sees it, advisory warnings, exceptions, failing closed, base-branch pol
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, run, validate_json, write
+from conftest import EXAMPLES, git, run, validate_json, write
 from opa_standin import OpaStandIn
 
 POLICIES = EXAMPLES.parent / "policies"
@@ -160,10 +159,6 @@ def test_policy_check_reports_like_validate(examples: Path, policies: Path):
     result = run("policy", "check", str(examples), "--policies", str(policies), "--format", "json")
     assert result.exit_code == 1
     assert [d["code"] for d in result.findings()] == ["policy.SW001"]
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
 
 
 def test_policies_come_from_the_base_branch_when_a_pr_edits_them(tmp_path: Path):

@@ -9,7 +9,6 @@ import hmac
 import json
 import shutil
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import EXAMPLES
+from conftest import EXAMPLES, git
 from fixtures_path import shared_fixtures
 from zenml_tools import copy_store, zenml_run, zenml_state
 
@@ -30,15 +29,6 @@ from reconciler.config import Settings
 TOKEN = "api-t0ken"
 SECRET = "webhook-s3cret"
 PUSH = json.loads((shared_fixtures() / "github-webhooks" / "push.json").read_text())
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def free_port() -> int:
