@@ -89,7 +89,7 @@ def environment_page(status: EnvironmentStatus, history: list[dict], commit_url:
         f"<p>{_condition(status)} · desired {_revision(status.desired_revision, commit_url)} · applied "
         f"{_revision(status.applied_revision, commit_url)}{' · suspended' if status.suspended else ''}</p>"
         f"<h2>Conditions</h2><table><tr><th>type</th><th>status</th><th>reason</th><th>message</th></tr>{conditions}</table>"
-        f"<h2>Current plan <small>{escape(plan.get('summary', ''))}</small></h2><ul>{changes}</ul>"
+        f"<h2>Last plan <small>{escape(plan.get('summary', ''))}</small></h2><ul>{changes}</ul>"
         f"<h2>History</h2><table><tr><th>finished</th><th>revision</th><th>result</th><th>changes</th></tr>{rows}</table>"
     )
     return _page(f"stackward · {status.name}", body)
