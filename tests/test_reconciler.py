@@ -340,3 +340,72 @@ def test_drift_opens_one_github_issue_and_sets_a_status(github, tmp_path: Path, 
         assert "labels.team" in issue["body"]
         head = git(svc.repo, "rev-parse", "HEAD")
         assert ("stackward/local", "failure") in github.contexts(head)
+
+
+def test_terraform_state_edited_by_hand_is_drift_and_is_healed(service: Service):
+    service.wait(ready(service, "Applied"))
+    tfstate = service.state / "local" / "terraform.tfstate"
+    data = json.loads(tfstate.read_text())
+    resource = next(r for r in data["resources"] if r["type"] == "terraform_data")
+    resource["instances"][0]["attributes"]["input"]["value"]["environment"] = "edited-by-hand"
+    data["serial"] += 1
+    tfstate.write_text(json.dumps(data))
+    service.reconcile()  # local heals drift
+    assert service.condition("Ready")["reason"] == "DriftHealed"
+    (healed, _) = service.http.get("/api/environments/local/history").json()
+    assert healed["result"] == "healed"
+    assert any("module.base.terraform_data.artifact_store" in c for c in healed["changes"])
+    state = json.loads(tfstate.read_text())
+    attributes = next(r for r in state["resources"] if r["type"] == "terraform_data")["instances"][0][
+        "attributes"
+    ]
+    assert attributes["input"]["value"]["environment"] == "local"
+
+
+def test_a_git_remote_is_cloned_and_followed(tmp_path: Path, store_template: Path):
+    """With `remote` set, the service keeps its own clone at the branch head."""
+    origin = tmp_path / "origin"
+    shutil.copytree(EXAMPLES / "local", origin / "environments" / "local")
+    shutil.copytree(EXAMPLES / "_modules", origin / "environments" / "_modules")
+    git(tmp_path, "init", "-q", "-b", "master", str(origin))
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "environments")
+    state = tmp_path / "state"
+    copy_store(store_template, state, "local")
+    settings = Settings(
+        path=Path("environments"),
+        remote=str(origin),
+        branch="master",
+        clone_dir=tmp_path / "clone",
+        state_dir=state,
+        interval=3600,
+        coalesce_seconds=0.5,
+    )
+    from reconciler.metrics import Metrics
+    from reconciler.service import Reconciler
+    from reconciler.store import Store
+
+    reconciler = Reconciler(settings, Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), Metrics())
+    reconciler.start()
+    try:
+        first = git(origin, "rev-parse", "HEAD")
+        deadline = time.monotonic() + 120
+        while reconciler.status("local").applied_revision != first and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert reconciler.status("local").applied_revision == first
+        builder = (
+            "apiVersion: stackward.dev/v1alpha1\nkind: StackComponent\nmetadata: {name: local-builder}\n"
+            "spec: {type: image_builder, flavor: local}\n"
+        )
+        (origin / "environments/local/builder.yaml").write_text(builder)
+        git(origin, "add", "-A")
+        git(origin, "commit", "-qm", "add a builder")
+        second = git(origin, "rev-parse", "HEAD")
+        reconciler.request("local")  # as a push webhook would
+        deadline = time.monotonic() + 120
+        while reconciler.status("local").applied_revision != second and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert reconciler.status("local").applied_revision == second
+        assert "local-builder" in zenml_state(state, "local")["components"]
+    finally:
+        reconciler.stop()
