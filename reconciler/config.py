@@ -50,13 +50,12 @@ class Settings:
         for f in fields(cls):
             if f.name not in values:
                 continue
-            value = values[f.name]
-            kind = type(getattr(settings, f.name)) if getattr(settings, f.name) is not None else Path
-            if kind is bool:
+            value, default = values[f.name], getattr(settings, f.name)
+            if isinstance(default, bool):
                 value = str(value).lower() in ("1", "true", "yes", "on")
-            elif kind in (int, float):
-                value = kind(value)
-            elif kind is Path or f.name == "state_dir":
+            elif isinstance(default, (int, float)):
+                value = type(default)(value)
+            elif isinstance(default, Path) or f.name == "state_dir":
                 value = Path(value)
             setattr(settings, f.name, value)
         return settings

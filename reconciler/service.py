@@ -9,6 +9,7 @@ report it, or heal it where the environment says `drift: heal`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import subprocess
 import threading
@@ -37,6 +38,8 @@ from stackward.policy.sources import PolicySourceError
 from stackward.resolve import UsageError, discover
 from stackward.state import EnvironmentState, LockError, holder_is_stale, now, read_holder, unlock
 from stackward.validation import validate
+
+log = logging.getLogger("stackward.reconciler")
 
 
 class SourceError(Exception):
@@ -170,12 +173,16 @@ class Reconciler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            name = self._next()
-            if name is None:
-                self._wake.wait(0.5)
-                self._wake.clear()
-                continue
-            self.run_pass(name)
+            try:
+                name = self._next()
+                if name is None:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+                    continue
+                self.run_pass(name)
+            except Exception:
+                log.exception("stackward: reconcile loop error; continuing")
+                self._stop.wait(5)
 
     def run_pass(self, name: str) -> EnvironmentStatus:
         """One reconcile of `name`, bounded by the pass timeout."""

@@ -7,8 +7,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -409,3 +413,89 @@ def test_a_git_remote_is_cloned_and_followed(tmp_path: Path, store_template: Pat
         assert "local-builder" in zenml_state(state, "local")["components"]
     finally:
         reconciler.stop()
+
+
+def test_a_restart_mid_apply_resumes_and_sigterm_finishes_the_pass(tmp_path: Path, store_template: Path):
+    """The real `stackward serve` process: killed in the middle of an apply, started again, it
+    converges without applying anything twice; SIGTERM lets the pass under way finish."""
+    from stackward.state import EnvironmentState, Ledger
+
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
+    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
+    many = "---\n".join(
+        f"apiVersion: stackward.dev/v1alpha1\nkind: StackComponent\nmetadata: {{name: local-b{i}}}\n"
+        "spec: {type: image_builder, flavor: local}\n"
+        for i in range(40)
+    )
+    (repo / "environments/local/many.yaml").write_text(many)
+    git(tmp_path, "init", "-q", "-b", "master", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "environments")
+    state = tmp_path / "state"
+    copy_store(store_template, state, "local")
+    port = free_port()
+    env = {
+        **os.environ,
+        "STACKWARD_PATH": str(repo / "environments"),
+        "STACKWARD_STATE_DIR": str(state),
+        "STACKWARD_BRANCH": "master",
+        "STACKWARD_PORT": str(port),
+        "STACKWARD_INTERVAL": "3600",
+        "STACKWARD_API_TOKEN": TOKEN,
+    }
+    command = [str(Path(sys.executable).parent / "stackward"), "serve"]
+    ledger = Ledger(EnvironmentState(state, "local"))
+
+    def zenml_steps() -> int:
+        return len([e for e in ledger.entries() if e["event"] == "step" and "zenml." in e.get("change", "")])
+
+    def wait_for(predicate: Callable[[], bool], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
+
+    first = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    wait_for(lambda: zenml_steps() >= 3)
+    os.killpg(first.pid, signal.SIGKILL)  # a crash in the middle of the apply
+    first.wait()
+    assert [a["result"] for a in ledger.applies()] == ["interrupted"]
+    second = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    svc = Service(f"http://127.0.0.1:{port}", repo, state)
+    try:
+        svc.wait(lambda: _up(svc), timeout=60)
+        svc.wait(ready(svc, "Applied"))
+        assert [a["result"] for a in ledger.applies()] == ["interrupted", "success"]
+        zenml = zenml_state(state, "local")
+        assert {f"local-b{i}" for i in range(40)} <= set(zenml["components"]) and "local-stack" in zenml[
+            "stacks"
+        ]
+        # SIGTERM during a pass: the pass finishes, then the service exits.
+        (repo / "environments/local/many.yaml").write_text(many.replace("local-b", "local-c"))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "rename all")
+        svc.http.post("/api/environments/local/reconcile", headers={"Authorization": f"Bearer {TOKEN}"})
+        wait_for(lambda: len(ledger.applies()) == 3 and zenml_steps() >= 3 + 44)
+        second.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit shows the signal.
+        assert second.wait(120) in (0, -signal.SIGTERM)
+        assert [a["result"] for a in ledger.applies()] == ["interrupted", "success", "success"]
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+
+
+def test_settings_from_environment_variables_have_their_types(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("STACKWARD_PATH", "/srv/environments")
+    monkeypatch.setenv("STACKWARD_PORT", "9090")
+    monkeypatch.setenv("STACKWARD_AUTO_SYNC", "false")
+    monkeypatch.setenv("STACKWARD_INTERVAL", "60")
+    monkeypatch.setenv("STACKWARD_STATE_DIR", "/srv/state")
+    settings = Settings.load()
+    assert settings.path == Path("/srv/environments") and settings.state_dir == Path("/srv/state")
+    assert (settings.port, settings.auto_sync, settings.interval) == (9090, False, 60.0)
