@@ -91,3 +91,23 @@ def git(repo: Path, *args: str) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
+
+
+def local_repo(
+    root: Path, store_template: Path, *, name: str = "repo", files: dict[str, str] | None = None
+) -> tuple[Path, Path]:
+    """A git repository (branch master) holding the offline `local` environment (plus `files`),
+    and a state folder with a fresh ZenML store for it: (repository, state folder)."""
+    from zenml_tools import copy_store
+
+    repo = root / name
+    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
+    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
+    (repo / ".gitignore").write_text(".stackward/\n")
+    write(repo, files or {})
+    git(root, "init", "-q", "-b", "master", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "environments")
+    state = root / "state"
+    copy_store(store_template, state, "local")
+    return repo, state

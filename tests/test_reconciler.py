@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import EXAMPLES, git
+from conftest import git, local_repo
 from fixtures_path import shared_fixtures
-from zenml_tools import copy_store, zenml_run, zenml_state
+from zenml_tools import zenml_run, zenml_state
 
 from reconciler.app import create_app
 from reconciler.config import Settings
@@ -95,15 +94,7 @@ class Service:
 @contextmanager
 def running_service(tmp_path: Path, store_template: Path, **extra: object) -> Iterator[Service]:
     """A git repo with the local environment, and the service on a loopback port."""
-    repo = tmp_path / "repo"
-    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
-    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
-    (repo / ".gitignore").write_text(".stackward/\n")
-    git(tmp_path, "init", "-q", "-b", "master", str(repo))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "environments")
-    state = tmp_path / "state"
-    copy_store(store_template, state, "local")
+    repo, state = local_repo(tmp_path, store_template)
     settings = Settings(
         path=repo / "environments",
         branch="master",
@@ -277,14 +268,7 @@ def test_two_replicas_on_postgres_never_reconcile_the_same_environment_at_once(
     from reconciler.service import Reconciler
     from reconciler.store import Store
 
-    repo = tmp_path / "repo"
-    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
-    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
-    git(tmp_path, "init", "-q", "-b", "master", str(repo))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "environments")
-    state = tmp_path / "state"
-    copy_store(store_template, state, "local")
+    repo, state = local_repo(tmp_path, store_template)
     with postgres_server() as url:
         database = url.replace("postgres://", "postgresql+psycopg://").split("?")[0]
         settings = Settings(
@@ -368,14 +352,7 @@ def test_terraform_state_edited_by_hand_is_drift_and_is_healed(service: Service)
 
 def test_a_git_remote_is_cloned_and_followed(tmp_path: Path, store_template: Path):
     """With `remote` set, the service keeps its own clone at the branch head."""
-    origin = tmp_path / "origin"
-    shutil.copytree(EXAMPLES / "local", origin / "environments" / "local")
-    shutil.copytree(EXAMPLES / "_modules", origin / "environments" / "_modules")
-    git(tmp_path, "init", "-q", "-b", "master", str(origin))
-    git(origin, "add", "-A")
-    git(origin, "commit", "-qm", "environments")
-    state = tmp_path / "state"
-    copy_store(store_template, state, "local")
+    origin, state = local_repo(tmp_path, store_template, name="origin")
     settings = Settings(
         path=Path("environments"),
         remote=str(origin),
@@ -420,20 +397,12 @@ def test_a_restart_mid_apply_resumes_and_sigterm_finishes_the_pass(tmp_path: Pat
     converges without applying anything twice; SIGTERM lets the pass under way finish."""
     from stackward.state import EnvironmentState, Ledger
 
-    repo = tmp_path / "repo"
-    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
-    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
     many = "---\n".join(
         f"apiVersion: stackward.dev/v1alpha1\nkind: StackComponent\nmetadata: {{name: local-b{i}}}\n"
         "spec: {type: image_builder, flavor: local}\n"
         for i in range(40)
     )
-    (repo / "environments/local/many.yaml").write_text(many)
-    git(tmp_path, "init", "-q", "-b", "master", str(repo))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "environments")
-    state = tmp_path / "state"
-    copy_store(store_template, state, "local")
+    repo, state = local_repo(tmp_path, store_template, files={"environments/local/many.yaml": many})
     port = free_port()
     env = {
         **os.environ,
