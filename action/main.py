@@ -24,6 +24,7 @@ from stackward.changes import EnvironmentPlan
 from stackward.executors.terraform import TerraformError
 from stackward.executors.zenml import ZenmlError
 from stackward.github_client import GitHubClient, GitHubError
+from stackward.output import comment_templates as templates
 from stackward.output.github import annotation
 from stackward.output.plan_text import render as render_plans
 from stackward.output.pr_comment_body import (
@@ -186,9 +187,9 @@ class Action:
             self.client.status(head_sha, f"stackward/{name}", "pending", "planning…", self.ctx.run_url)
         notes = []
         if fork:
-            notes.append(_template("FORK"))
+            notes.append(templates.FORK)
         if pr.get("draft"):
-            notes.append(_template("DRAFT"))
+            notes.append(templates.DRAFT)
         checked_only = fork or self.settings.mode == "validate"
         outcome = self.plan_pull_request(report, names, pr, number, checked_only, notes)
         existing = self.client.find_comment(number)
@@ -251,7 +252,7 @@ class Action:
         for diag in plan_policy_findings(valid, report.repo, planned_or_checked, options):
             if diag.code == "policy.changed":
                 files = diag.message.split("(", 1)[1].split(")", 1)[0]
-                notes.append(_template("POLICY_FILES").substitute(files=files))
+                notes.append(templates.POLICY_FILES.substitute(files=files))
                 continue
             findings.append(diag)
             for env in diag.environments:
@@ -279,7 +280,7 @@ class Action:
             self.say(f"stackward: #{number} closed without merging; there is no plan comment to update")
             return 0
         closed = existing.state.closing()
-        body = closed.render(_template("CLOSED") + "\n\n" + existing.body.split("-->\n", 1)[-1])
+        body = closed.render(templates.CLOSED + "\n\n" + existing.body.split("-->\n", 1)[-1])
         self.client.upsert_comment(number, iter([body]), existing)
         self.say(f"stackward: #{number} closed without merging; its plan comment is marked closed")
         return 0
@@ -417,23 +418,15 @@ class Action:
         return 0
 
 
-def _template(name: str) -> Any:
-    from stackward.output import comment_templates
-
-    return getattr(comment_templates, name)
-
-
 def _apply_comment(sha: str, rows: list[tuple[str, str, str, str]], run_url: str) -> str:
-    from stackward.output import comment_templates as t
-
     table = "\n".join(
         [
-            t.APPLY_TABLE_HEAD,
-            *(t.APPLY_ROW.substitute(env=r[0], result=r[1], summary=r[2], detail=r[3]) for r in rows),
+            templates.APPLY_TABLE_HEAD,
+            *(templates.APPLY_ROW.substitute(env=r[0], result=r[1], summary=r[2], detail=r[3]) for r in rows),
         ]
     )
     return "\n\n".join(
-        [t.APPLY_HEAD.substitute(short_sha=sha[:7]), table, f"<sub>[run]({run_url or '#'})</sub>"]
+        [templates.APPLY_HEAD.substitute(short_sha=sha[:7]), table, f"<sub>[run]({run_url or '#'})</sub>"]
     )
 
 

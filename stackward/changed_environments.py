@@ -10,8 +10,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from stackward.references import local_module_folder
 from stackward.resolve import Environment, Repo
-from stackward.terraform_modules import SourceKind, classify
 
 
 class GitError(Exception):
@@ -34,13 +34,8 @@ def changed_files(repo_root: Path, base: str, head: str) -> list[str]:
 
 
 def _module_folders(env: Environment) -> list[Path]:
-    folders = []
-    for module in env.of_kind("Infrastructure").values():
-        source = module.spec.get("source")
-        location = module.location(("spec", "source"))
-        if isinstance(source, str) and classify(source) is SourceKind.LOCAL and location is not None:
-            folders.append((Path(location.file).resolve().parent / source).resolve())
-    return folders
+    folders = (local_module_folder(m) for m in env.of_kind("Infrastructure").values())
+    return [folder for folder in folders if folder is not None]
 
 
 def touched_environments(

@@ -98,6 +98,17 @@ def declared_outputs(module: Resource) -> set[str]:
     return {o for o in outputs if isinstance(o, str)} if isinstance(outputs, list) else set()
 
 
+def local_module_folder(module: Resource) -> Path | None:
+    """The folder a local module source points at (relative to the file that sets it), or
+    None for a remote source."""
+    source = module.spec.get("source")
+    if not isinstance(source, str) or classify(source) is not SourceKind.LOCAL:
+        return None
+    spec_file = module.location(("spec", "source"))
+    defined_in = Path(spec_file.file).resolve().parent if spec_file else module.files[-1].parent
+    return (defined_in / source).resolve()
+
+
 def _missing_hint(kind: str, name: str, existing: dict[str, Resource]) -> str:
     close = suggest(name, existing) if existing else ""
     if close.startswith("did you mean"):
@@ -158,9 +169,8 @@ def check_module_source(module: Resource, repo: Repo) -> list[Diagnostic]:
                 severity=severity,
             )
         ]
-    spec_file = module.location(("spec", "source"))
-    defined_in = Path(spec_file.file).resolve().parent if spec_file else module.files[-1].parent
-    folder = (defined_in / source).resolve()
+    folder = local_module_folder(module)
+    assert folder is not None  # a local source
     if not folder.is_relative_to(repo.repo_root):
         return [
             module.diagnostic(

@@ -13,16 +13,14 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
 from stackward.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange
-from stackward.references import declared_outputs
+from stackward.references import declared_outputs, local_module_folder
 from stackward.resolve import Environment, Repo, Resource
 from stackward.state import EnvironmentState
-from stackward.terraform_modules import SourceKind, classify
 
 _INFRA = re.compile(r"\$\{infra\.([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)\}")
 _ACTIONS = {
@@ -86,11 +84,10 @@ class TerraformExecutor:
         return bool(self.modules)
 
     def _source(self, module: Resource) -> str:
-        source = module.spec["source"]
-        if classify(source) is not SourceKind.LOCAL:
-            return source
-        defined_in = Path(module.location(("spec", "source")).file).resolve().parent
-        relative = os.path.relpath((defined_in / source).resolve(), self.workdir)
+        folder = local_module_folder(module)
+        if folder is None:
+            return module.spec["source"]
+        relative = os.path.relpath(folder, self.workdir)
         return relative if relative.startswith("../") else f"./{relative}"
 
     def _backend(self) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stackward.changes import SYMBOLS, Action, EnvironmentPlan
 from stackward.diagnostics import Diagnostic, Severity
@@ -187,7 +187,7 @@ def comment_bodies(outcome: PullRequestOutcome, state: CommentState, title: str 
     """The comment, from fullest to shortest; each fits GitHub's limit or is skipped."""
     for detail in ("full", "medium", "short"):
         truncated = detail != "full"
-        body = state.__class__(**{**state.__dict__, "truncated": truncated}).render(
+        body = replace(state, truncated=truncated).render(
             "\n\n".join(_sections(outcome, detail, title, state.closed))
         )
         if len(body) <= LIMIT:
