@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from reconciler.config import Settings
 from reconciler.status import EnvironmentStatus, Type
-from stackward.github_client import GitHubClient, GitHubError
+
+if TYPE_CHECKING:
+    from stackward.github_client import GitHubClient
 
 log = logging.getLogger("stackward.reconciler")
 
@@ -27,16 +30,21 @@ class Notifier:
     def __init__(self, settings: Settings):
         self.settings = settings
         token = os.environ.get(settings.github_token_env, "")
-        self.client = (
-            GitHubClient(token, settings.github_repository, settings.github_api_url, max_rate_limit_wait=60)
-            if settings.github_repository and token
-            else None
-        )
+        self.client: GitHubClient | None = None
+        if settings.github_repository and token:
+            # imported only when notifications are on: PyGithub adds about 35 MB to the service
+            from stackward.github_client import GitHubClient
+
+            self.client = GitHubClient(
+                token, settings.github_repository, settings.github_api_url, max_rate_limit_wait=60
+            )
 
     def changed(self, before: EnvironmentStatus, after: EnvironmentStatus) -> None:
         """Tell GitHub when an environment starts or keeps needing attention, or recovers."""
         if self.client is None:
             return
+        from stackward.github_client import GitHubError
+
         trouble, was = _trouble(after), _trouble(before)
         if not trouble and not was:
             return

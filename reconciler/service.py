@@ -24,7 +24,7 @@ from reconciler.status import EnvironmentStatus, Reason, Type
 from reconciler.store import Store
 from stackward.changes import Action, EnvironmentPlan
 from stackward.executors.terraform import TerraformError
-from stackward.executors.zenml import ZenmlError
+from stackward.executors.zenml import StoreReader, ZenmlError
 from stackward.planning import (
     ApplyRefused,
     Planned,
@@ -99,6 +99,7 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self.running = False
         self.notifier = Notifier(settings)
+        self.reader = StoreReader()  # one zenml import for every environment's reads
 
     # -- environments and their status -----------------------------------------------------
     def environments(self) -> list[str]:
@@ -169,6 +170,7 @@ class Reconciler:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(wait)
+        self.reader.close()
         self.running = False
 
     def _loop(self) -> None:
@@ -191,6 +193,8 @@ class Reconciler:
         worker.start()
         worker.join(self.settings.timeout)
         if worker.is_alive():
+            self.reader.close()  # a read stuck in ZenML fails now instead of holding the reader
+            worker.join(10)  # how the pass ended is recorded first, the stall on top of it
             status = self.status(name)
             status.set(
                 Type.STALLED,
@@ -266,7 +270,7 @@ class Reconciler:
         state_root = self.settings.state_dir or report.repo.repo_root / ".stackward"
         self._release_stale_lock(EnvironmentState(state_root, name))
         try:
-            planned = plan_environment(env, report.repo, state_root, 60, lambda m: None)
+            planned = plan_environment(env, report.repo, state_root, 60, lambda m: None, self.reader)
         except (TerraformError, ZenmlError, LockError) as exc:
             self._fail(status, Reason.PLAN_FAILED, str(exc))
             return
@@ -328,6 +332,7 @@ class Reconciler:
                 lock_timeout=60,
                 progress=lambda m: None,
                 check=gate,
+                reader=self.reader,
             )
         except (ApplyRefused, PolicyEngineError, PolicySourceError) as exc:
             self._fail(status, Reason.APPLY_REFUSED, str(exc))

@@ -19,7 +19,7 @@ from pathlib import Path
 from stackward.changes import Action, Change, EnvironmentPlan, mask_values
 from stackward.diagnostics import Diagnostic
 from stackward.executors.terraform import TerraformExecutor, TerraformPlan
-from stackward.executors.zenml import ZenmlExecutor
+from stackward.executors.zenml import StoreReader, ZenmlExecutor
 from stackward.policy.check import PolicyOptions, check_policies
 from stackward.registrations import desired, operations, plan_registrations
 from stackward.resolve import Environment, Repo
@@ -89,14 +89,20 @@ class EnvironmentRun:
     """The executors of one environment for the length of a command."""
 
     def __init__(
-        self, env: Environment, repo: Repo, state_root: Path, lock_timeout: float, progress: Progress
+        self,
+        env: Environment,
+        repo: Repo,
+        state_root: Path,
+        lock_timeout: float,
+        progress: Progress,
+        reader: StoreReader | None = None,
     ):
         self.env = env
         self.repo = repo
         self.state = EnvironmentState(state_root, env.name)
         self.progress = progress
         self.terraform = TerraformExecutor(env, repo, self.state, lock_timeout)
-        self.zenml = ZenmlExecutor(env, self.state)
+        self.zenml = ZenmlExecutor(env, self.state, reader)
         self.terraform_plan: TerraformPlan | None = None
 
     def step(self, what: str) -> None:
@@ -135,12 +141,18 @@ def plan_policy_findings(
 
 
 def plan_environment(
-    env: Environment, repo: Repo, state_root: Path, lock_timeout: float, progress: Progress
+    env: Environment,
+    repo: Repo,
+    state_root: Path,
+    lock_timeout: float,
+    progress: Progress,
+    reader: StoreReader | None = None,
 ) -> Planned:
     """What applying `env` would change (read-only). It holds the environment's lock too: the
     Terraform working folder and saved plan are shared with applies, and a plan must never
-    replace the one an apply is about to run."""
-    run = EnvironmentRun(env, repo, state_root, lock_timeout, progress)
+    replace the one an apply is about to run. A long-running caller passes its shared
+    `reader` for the registrations of embedded stores."""
+    run = EnvironmentRun(env, repo, state_root, lock_timeout, progress, reader)
     with environment_lock(run.state, f"stackward plan {env.name}", timeout=lock_timeout), run.zenml:
         return run.plan()
 
@@ -171,13 +183,14 @@ def apply_environment(
     lock_timeout: float,
     progress: Progress,
     check: Callable[[Planned], None] | None = None,
+    reader: StoreReader | None = None,
 ) -> ApplyResult:
     """Apply `env` under its lock; with `reviewed` (or only its `reviewed_digest`), only if
     planning again gives the same plan.
 
     `check` sees the fresh plan before anything changes and raises ApplyRefused to stop
-    (the policy gate on planned changes)."""
-    run = EnvironmentRun(env, repo, state_root, lock_timeout, progress)
+    (the policy gate on planned changes); `reader` is as for plan_environment."""
+    run = EnvironmentRun(env, repo, state_root, lock_timeout, progress, reader)
     run.step("waiting for the environment lock")
     with environment_lock(run.state, f"stackward apply {env.name}", timeout=lock_timeout), run.zenml:
         planned = run.plan()

@@ -46,6 +46,11 @@ class EnvironmentState:
         return self.folder / "zenml"
 
     @property
+    def zenml_database(self) -> Path:
+        """The embedded store's database, where ZenML puts it for this configuration folder."""
+        return self.zenml_config / "local_stores" / "default_zen_store" / "zenml.db"
+
+    @property
     def terraform_dir(self) -> Path:
         return self.folder / "terraform"
 

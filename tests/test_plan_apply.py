@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,9 @@ from conftest import EXAMPLES, run, write
 from postgres import postgres_server
 from zenml_tools import copy_store, zenml_run, zenml_state
 
+from stackward.executors.zenml import StoreReader, ZenmlError, ZenmlExecutor
 from stackward.state import EnvironmentState, Ledger, environment_lock
+from stackward.validation import validate
 
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 IMAGE_BUILDER = HEAD + (
@@ -506,3 +509,85 @@ def test_a_failed_terraform_init_is_tried_again(repo: Path, monkeypatch):
         monkeypatch.setenv("PG_CONN_STR", url)
         result = stackward(repo, "plan", "--env", "local")
         assert result.exit_code == 0, result.output
+
+
+REGISTRY_COMPONENT = HEAD + (
+    "kind: StackComponent\nmetadata: {name: local-registry-component}\nspec:\n  type: container_registry\n"
+    "  flavor: default\n  configuration: {uri: registry.example}\n  connector: local-registry\n"
+)
+
+
+def test_the_shared_reader_reads_what_the_environment_worker_reads(repo: Path, monkeypatch):
+    """The reconciler reads every embedded store through one long-lived reader process; it must
+    see exactly what an environment's own worker sees, hand edits included."""
+    monkeypatch.setenv("LOCAL_REGISTRY_USER", "robot")
+    monkeypatch.setenv("LOCAL_REGISTRY_PASSWORD", "hunter2-s3cr3t-value")
+    write(repo, {"local/registry.yaml": REGISTRY, "local/registry-component.yaml": REGISTRY_COMPONENT})
+    assert apply(repo).exit_code == 0
+    zenml_run(
+        state_of(repo),
+        "local",
+        "from zenml.client import Client\nfrom zenml.enums import StackComponentType as T\n"
+        "c = Client()\nc.update_stack_component('local-orchestrator', T.ORCHESTRATOR, labels={'team': 'x'})\n"
+        "c.create_stack_component('by-hand', 'local', T.IMAGE_BUILDER, {})\n",
+    )
+    env = validate(repo, "local").environments[0]
+    state = EnvironmentState(state_of(repo), "local")
+    with ZenmlExecutor(env, state) as own:
+        expected = own.read()
+    reader = StoreReader()
+    try:
+        shared = ZenmlExecutor(env, state, reader)
+        first, again = shared.read(), shared.read()
+    finally:
+        reader.close()
+    assert first == expected and again == expected
+    read = {(r.kind, r.name): r for r in first}
+    assert read[("ServiceConnector", "local-registry")].fields["configuration"] == {
+        "registry": "registry.example"
+    }
+    assert "hunter2" not in repr(first)  # secret values are never read back
+    assert read[("StackComponent", "local-registry-component")].fields["connector"] == "local-registry"
+    assert read[("StackComponent", "local-orchestrator")].labels["team"] == "x"
+    assert ("StackComponent", "by-hand") in read
+
+
+def test_the_shared_reader_reports_a_broken_store_and_recovers(repo: Path, tmp_path: Path):
+    assert apply(repo).exit_code == 0
+    env = validate(repo, "local").environments[0]
+    broken = tmp_path / "broken" / "local"
+    shutil.copytree(state_of(repo) / "local", broken)
+    EnvironmentState(tmp_path / "broken", "local").zenml_database.write_bytes(b"not a database")
+    reader = StoreReader()
+    try:
+        with pytest.raises(ZenmlError, match=r"local: reading ZenML registrations failed: .*database"):
+            ZenmlExecutor(env, EnvironmentState(tmp_path / "broken", "local"), reader).read()
+        good = ZenmlExecutor(env, EnvironmentState(state_of(repo), "local"), reader).read()
+        assert ("Stack", "local-stack") in {(r.kind, r.name) for r in good}
+        reader.close()  # as the reconciler does when a pass times out: the next read starts anew
+        assert ZenmlExecutor(env, EnvironmentState(state_of(repo), "local"), reader).read() == good
+    finally:
+        reader.close()
+
+
+def test_the_shared_reader_migrates_a_store_left_at_an_older_schema(repo: Path):
+    """A store last opened by an older zenml gets ZenML's own migration, as the worker's would."""
+    assert apply(repo).exit_code == 0
+    import sqlite3
+
+    import zenml
+
+    release = Path(zenml.__file__).parent / f"zen_stores/migrations/versions/{zenml.__version__}_release.py"
+    previous = re.search(r'^down_revision = "(.+)"$', release.read_text(), re.M).group(1)
+    state = EnvironmentState(state_of(repo), "local")
+    with sqlite3.connect(state.zenml_database) as db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (previous,))
+    env = validate(repo, "local").environments[0]
+    reader = StoreReader()
+    try:
+        read = ZenmlExecutor(env, state, reader).read()
+    finally:
+        reader.close()
+    assert ("Stack", "local-stack") in {(r.kind, r.name) for r in read}
+    with sqlite3.connect(state.zenml_database) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(zenml.__version__,)]

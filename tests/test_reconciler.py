@@ -468,3 +468,40 @@ def test_settings_from_environment_variables_have_their_types(monkeypatch: pytes
     settings = Settings.load()
     assert settings.path == Path("/srv/environments") and settings.state_dir == Path("/srv/state")
     assert (settings.port, settings.auto_sync, settings.interval) == (9090, False, 60.0)
+
+
+def test_a_pass_stuck_reading_zenml_times_out_and_the_next_pass_recovers(
+    tmp_path: Path, store_template: Path
+):
+    import sqlite3
+
+    from reconciler.metrics import Metrics
+    from reconciler.service import Reconciler
+    from reconciler.status import Type
+    from reconciler.store import Store
+    from stackward.state import EnvironmentState
+
+    repo, state = local_repo(tmp_path, store_template)
+    settings = Settings(path=repo / "environments", branch="master", state_dir=state)
+    reconciler = Reconciler(settings, Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), Metrics())
+    try:
+        assert reconciler.run_pass("local").ready
+        # someone holds the ZenML database: the reader waits on SQLite's lock
+        holder = sqlite3.connect(EnvironmentState(state, "local").zenml_database, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        settings.timeout = 2
+        status = reconciler.run_pass("local")
+        stalled = status.condition(Type.STALLED)
+        assert stalled is not None and stalled.status
+        assert stalled.message == "the pass did not finish within 2 s"
+        ready = status.condition(Type.READY)
+        assert not ready.status
+        assert ready.message == "local: reading ZenML registrations was stopped before it finished"
+        holder.execute("ROLLBACK")
+        holder.close()
+        settings.timeout = 600
+        status = reconciler.run_pass("local")  # a new reader process; the environment converges again
+        assert status.ready, status.to_dict()
+        assert not status.condition(Type.STALLED)
+    finally:
+        reconciler.reader.close()

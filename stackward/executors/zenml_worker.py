@@ -8,12 +8,20 @@ on stdin; replies are JSON lines on the original stdout (anything ZenML prints g
 Requests:
     {"op": "read"}                   -> {"registrations": [...]}
     {"op": "apply", "ops": [...]}    -> {"done": address} per call, then {"ok": true} or {"error": ...}
+    {"op": "missing_secrets", "refs": [[name, key], ...]} -> {"missing": [...]}
+
+With `--reader` the process instead serves read requests for many embedded stores, each opened
+by its database file without ZenML's global configuration (a long-running service reads every
+environment this way, paying for the zenml import once):
+    {"op": "read", "database": "/path/to/zenml.db"}   -> {"registrations": [...]}
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 from typing import Any, TextIO
 
@@ -29,6 +37,68 @@ def _key(kind: str, name: str, type_: str) -> tuple:
     return (kind, name, type_) if kind == "StackComponent" else (kind, name)
 
 
+def _all(list_method: Any, filter_class: Any) -> list:
+    """Every item of a store list method, page by page, hydrated (labels and configuration)."""
+    from zenml.utils.pagination_utils import depaginate
+
+    return depaginate(lambda page=1: list_method(filter_class(page=page, size=1000), hydrate=True))
+
+
+def read_registrations(store: Any) -> list[dict]:
+    """Every connector, component and stack in a ZenML store, with its id."""
+    from zenml.models import ComponentFilter, ServiceConnectorFilter, StackFilter
+
+    out = []
+    for c in _all(store.list_service_connectors, ServiceConnectorFilter):
+        config = c.configuration or {}
+        out.append(
+            {
+                "kind": "ServiceConnector",
+                "name": c.name,
+                "id": str(c.id),
+                "fields": {
+                    "type": getattr(c.connector_type, "connector_type", c.connector_type),
+                    "auth_method": c.auth_method,
+                    "resource_type": None if c.is_multi_type else c.resource_types[0],
+                    "resource_id": c.resource_id,
+                    "configuration": {k: v for k, v in config.items() if not isinstance(v, SecretStr)},
+                },
+                "secret_keys": sorted(k for k, v in config.items() if isinstance(v, SecretStr)),
+                "labels": dict(c.labels or {}),
+            }
+        )
+    connectors = {c["id"]: c["name"] for c in out}
+    for c in _all(store.list_stack_components, ComponentFilter):
+        out.append(
+            {
+                "kind": "StackComponent",
+                "name": c.name,
+                "id": str(c.id),
+                "fields": {
+                    "type": c.type.value,
+                    "flavor": c.flavor_name,
+                    "configuration": {k: _plain(v) for k, v in (c.configuration or {}).items()},
+                    "connector": connectors.get(str(c.connector.id)) if c.connector else None,
+                    "connector_resource_id": c.connector_resource_id,
+                },
+                "labels": dict(c.labels or {}),
+            }
+        )
+    for s in _all(store.list_stacks, StackFilter):
+        out.append(
+            {
+                "kind": "Stack",
+                "name": s.name,
+                "id": str(s.id),
+                "fields": {
+                    "components": {t.value: comps[0].name for t, comps in s.components.items() if comps}
+                },
+                "labels": dict(s.labels or {}),
+            }
+        )
+    return out
+
+
 class Worker:
     def __init__(self, out: TextIO):
         from zenml.client import Client
@@ -41,64 +111,11 @@ class Worker:
         self.current: dict[tuple[str, str], dict] = {}
 
     def send(self, message: dict) -> None:
-        self.out.write(json.dumps(message, default=str) + "\n")
-        self.out.flush()
-
-    def _all(self, method: Any) -> list:
-        from zenml.utils.pagination_utils import depaginate
-
-        return depaginate(method, size=1000, hydrate=True)
+        _send(self.out, message)
 
     def read(self) -> list[dict]:
         """Every connector, component and stack in the store, with its id."""
-        out = []
-        for c in self._all(self.client.list_service_connectors):
-            config = c.configuration or {}
-            out.append(
-                {
-                    "kind": "ServiceConnector",
-                    "name": c.name,
-                    "id": str(c.id),
-                    "fields": {
-                        "type": getattr(c.connector_type, "connector_type", c.connector_type),
-                        "auth_method": c.auth_method,
-                        "resource_type": None if c.is_multi_type else c.resource_types[0],
-                        "resource_id": c.resource_id,
-                        "configuration": {k: v for k, v in config.items() if not isinstance(v, SecretStr)},
-                    },
-                    "secret_keys": sorted(k for k, v in config.items() if isinstance(v, SecretStr)),
-                    "labels": dict(c.labels or {}),
-                }
-            )
-        connectors = {c["id"]: c["name"] for c in out}
-        for c in self._all(self.client.list_stack_components):
-            out.append(
-                {
-                    "kind": "StackComponent",
-                    "name": c.name,
-                    "id": str(c.id),
-                    "fields": {
-                        "type": c.type.value,
-                        "flavor": c.flavor_name,
-                        "configuration": {k: _plain(v) for k, v in (c.configuration or {}).items()},
-                        "connector": connectors.get(str(c.connector.id)) if c.connector else None,
-                        "connector_resource_id": c.connector_resource_id,
-                    },
-                    "labels": dict(c.labels or {}),
-                }
-            )
-        for s in self._all(self.client.list_stacks):
-            out.append(
-                {
-                    "kind": "Stack",
-                    "name": s.name,
-                    "id": str(s.id),
-                    "fields": {
-                        "components": {t.value: comps[0].name for t, comps in s.components.items() if comps}
-                    },
-                    "labels": dict(s.labels or {}),
-                }
-            )
+        out = read_registrations(self.client.zen_store)
         self.ids = {_key(r["kind"], r["name"], r["fields"].get("type", "")): r["id"] for r in out}
         self.current = {_key(r["kind"], r["name"], r["fields"].get("type", "")): r for r in out}
         return out
@@ -222,10 +239,65 @@ class Worker:
             self.ids[key] = model.id
 
 
+class StoreReader:
+    """Reads embedded stores by their database file, any number per process.
+
+    Each read opens the store without ZenML's global configuration and closes it after, so
+    memory stays flat however many environments there are."""
+
+    def read(self, database: str) -> list[dict]:
+        from zenml.zen_stores.sql_zen_store import SqlZenStore, SqlZenStoreConfiguration
+
+        if not os.path.isfile(database):  # the reader never creates a store
+            raise FileNotFoundError(f"no ZenML store at {database}")
+        store = SqlZenStore(
+            config=SqlZenStoreConfiguration(url=f"sqlite:///{database}"),
+            skip_default_registrations=True,
+            skip_migrations=_schema_is_current(database),
+        )
+        try:
+            return read_registrations(store)
+        finally:
+            store.engine.dispose()
+
+
+def _schema_is_current(database: str) -> bool:
+    """Whether the store's schema is this zenml's: each ZenML release ends its migrations with
+    one whose revision is the release version. Checking that directly spares loading every
+    migration script (time and memory); any other answer gets ZenML's full migration check."""
+    import zenml
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlite3.Error:
+        return False
+    return rows == [(zenml.__version__,)]
+
+
+def _send(out: TextIO, message: dict) -> None:
+    out.write(json.dumps(message, default=str) + "\n")
+    out.flush()
+
+
+def serve_reader(requests: TextIO, out: TextIO) -> None:
+    """The `--reader` protocol: read requests for many stores, one reply line each."""
+    reader = StoreReader()
+    for line in requests:
+        request = json.loads(line)
+        try:
+            _send(out, {"registrations": reader.read(request["database"])})
+        except Exception as exc:
+            _send(out, {"error": f"{type(exc).__name__}: {exc}"})
+
+
 def main() -> None:
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever ZenML prints goes to stderr, never into the protocol
     sys.stdout = sys.stderr
+    if "--reader" in sys.argv[1:]:
+        serve_reader(sys.stdin, protocol)
+        return
     worker = None
     for line in sys.stdin:
         request = json.loads(line)
@@ -253,11 +325,7 @@ def main() -> None:
                     worker.send({"ok": True})
         except Exception as exc:
             message = {"error": f"{type(exc).__name__}: {exc}"}
-            if worker is None:
-                protocol.write(json.dumps(message) + "\n")
-                protocol.flush()
-            else:
-                worker.send(message)
+            _send(protocol, message)
 
 
 if __name__ == "__main__":
