@@ -591,3 +591,30 @@ def test_the_shared_reader_migrates_a_store_left_at_an_older_schema(repo: Path):
     assert ("Stack", "local-stack") in {(r.kind, r.name) for r in read}
     with sqlite3.connect(state.zenml_database) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(zenml.__version__,)]
+
+
+def test_the_shared_reader_reads_an_unchanged_store_once_and_sees_every_change(repo: Path):
+    import sqlite3
+
+    assert apply(repo).exit_code == 0
+    env = validate(repo, "local").environments[0]
+    state = EnvironmentState(state_of(repo), "local")
+    reader = StoreReader()
+    try:
+        shared = ZenmlExecutor(env, state, reader)
+        first = shared.read()
+        holder = sqlite3.connect(state.zenml_database, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # ZenML cannot open the database now, but it is unchanged
+        assert shared.read() == first  # so the last read answers
+        holder.execute("ROLLBACK")
+        holder.close()
+        zenml_run(
+            state_of(repo),
+            "local",
+            "from zenml.client import Client\nfrom zenml.enums import StackComponentType as T\n"
+            "Client().update_stack_component('local-orchestrator', T.ORCHESTRATOR, labels={'team': 'y'})\n",
+        )
+        changed = {(r.kind, r.name): r for r in shared.read()}
+        assert changed[("StackComponent", "local-orchestrator")].labels["team"] == "y"
+    finally:
+        reader.close()

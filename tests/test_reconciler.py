@@ -486,9 +486,10 @@ def test_a_pass_stuck_reading_zenml_times_out_and_the_next_pass_recovers(
     reconciler = Reconciler(settings, Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), Metrics())
     try:
         assert reconciler.run_pass("local").ready
-        # someone holds the ZenML database: the reader waits on SQLite's lock
+        # someone is writing to the ZenML database: the reader waits on SQLite's lock
         holder = sqlite3.connect(EnvironmentState(state, "local").zenml_database, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("UPDATE stack_component SET name = name")
         settings.timeout = 2
         status = reconciler.run_pass("local")
         stalled = status.condition(Type.STALLED)

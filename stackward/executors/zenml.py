@@ -142,9 +142,9 @@ class StoreReader:
     """One long-lived process that reads the registrations of any number of embedded stores.
 
     A worker per environment pays for importing zenml (seconds) on every read; a service that
-    reads every environment on an interval shares this reader instead. It is thread-safe (one
-    read at a time); `close()` ends the process, which fails a read under way, and the next
-    read starts a new one."""
+    reads every environment on an interval shares this reader instead (and it does not read a
+    database again that did not change). It is thread-safe (one read at a time); `close()` ends
+    the process, which fails a read under way, and the next read starts a new one."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -157,21 +157,25 @@ class StoreReader:
 
     def read(self, env_name: str, database: Path) -> list[Registration]:
         with self._lock:
-            process = self._process
-            self._stopped = False
-            try:
-                process.send({"op": "read", "database": str(database)})
-                reply = process.receive()
-            except (OSError, ValueError, ZenmlError) as exc:  # ValueError: closed under us
-                process.close(kill=True)
-                if self._stopped:
-                    raise ZenmlError(
-                        f"{env_name}: reading ZenML registrations was stopped before it finished"
-                    ) from exc
-                raise ZenmlError(f"{env_name}: reading ZenML registrations failed: {exc}") from exc
+            reply = self._read(env_name, database)
+        return _registrations(reply)
+
+    def _read(self, env_name: str, database: Path) -> dict[str, Any]:
+        process = self._process
+        self._stopped = False
+        try:
+            process.send({"op": "read", "database": str(database)})
+            reply = process.receive()
+        except (OSError, ValueError, ZenmlError) as exc:  # ValueError: closed under us
+            process.close(kill=True)
+            if self._stopped:
+                raise ZenmlError(
+                    f"{env_name}: reading ZenML registrations was stopped before it finished"
+                ) from exc
+            raise ZenmlError(f"{env_name}: reading ZenML registrations failed: {exc}") from exc
         if "error" in reply:
             raise ZenmlError(f"{env_name}: reading ZenML registrations failed: {reply['error']}")
-        return _registrations(reply)
+        return reply
 
     @property
     def pid(self) -> int | None:

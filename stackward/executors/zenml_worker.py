@@ -243,22 +243,56 @@ class StoreReader:
     """Reads embedded stores by their database file, any number per process.
 
     Each read opens the store without ZenML's global configuration and closes it after, so
-    memory stays flat however many environments there are."""
+    memory stays flat however many environments there are. A database that did not change
+    since its last read (see _database_version) is answered with that read."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[tuple[int, ...], list[dict]]] = {}
 
     def read(self, database: str) -> list[dict]:
         from zenml.zen_stores.sql_zen_store import SqlZenStore, SqlZenStoreConfiguration
 
         if not os.path.isfile(database):  # the reader never creates a store
             raise FileNotFoundError(f"no ZenML store at {database}")
+        version = _database_version(database)  # before reading: a later write makes a new version
+        last = self.last.pop(database, None)
+        if version is not None and last is not None and last[0] == version:
+            self.last[database] = last
+            return last[1]
         store = SqlZenStore(
             config=SqlZenStoreConfiguration(url=f"sqlite:///{database}"),
             skip_default_registrations=True,
             skip_migrations=_schema_is_current(database),
         )
         try:
-            return read_registrations(store)
+            registrations = read_registrations(store)
         finally:
             store.engine.dispose()
+        if version is not None:
+            self.last[database] = (version, registrations)
+        return registrations
+
+
+def _database_version(database: str) -> tuple[int, ...] | None:
+    """A value that changes with every committed write to an SQLite database, or None when it
+    cannot be trusted. In rollback-journal mode (ZenML's default) SQLite increments the file
+    change counter in the database header on each commit; in WAL mode, or while a journal file
+    exists (a write under way, or a journal mode that keeps it), that does not hold.
+
+    Only for a process that holds no SQLite connection to the file at the time: closing any
+    descriptor of a file drops every POSIX lock the process holds on it (this one holds none
+    between reads)."""
+    if any(os.path.exists(database + suffix) for suffix in ("-journal", "-wal")):
+        return None
+    try:
+        with open(database, "rb") as file:
+            stat = os.fstat(file.fileno())
+            header = file.read(100)
+    except OSError:
+        return None
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00") or header[18] == 2:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_size, int.from_bytes(header[24:28], "big"))
 
 
 def _schema_is_current(database: str) -> bool:
