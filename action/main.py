@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from stackward.changed_environments import GitError, changed_files, touched_environments
+from stackward.changed_environments import GitError, changed_files, removed_environments, touched_environments
 from stackward.changes import EnvironmentPlan
 from stackward.executors.terraform import TerraformError
 from stackward.executors.zenml import ZenmlError
@@ -185,7 +185,7 @@ class Action:
         )
         for name in names:
             self.client.status(head_sha, f"stackward/{name}", "pending", "planning…", self.ctx.run_url)
-        notes = []
+        notes = [templates.REMOVED.substitute(env=env) for env in removed_environments(report.repo, files)]
         if fork:
             notes.append(templates.FORK)
         if pr.get("draft"):

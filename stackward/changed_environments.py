@@ -58,3 +58,16 @@ def touched_environments(
             if top in env.bases or any(path.is_relative_to(folder) for folder in _module_folders(env)):
                 touched.add(env.name)
     return sorted(touched)
+
+
+def removed_environments(repo: Repo, files: list[str]) -> list[str]:
+    """Environments whose whole folder the changed `files` delete."""
+    removed = set()
+    for name in files:
+        path = (repo.repo_root / name).resolve()
+        if not path.is_relative_to(repo.root) or path == repo.root:
+            continue
+        top = path.relative_to(repo.root).parts[0]
+        if not top.startswith((".", "_")) and not (repo.root / top).exists():
+            removed.add(top)
+    return sorted(removed)

@@ -340,3 +340,22 @@ def test_workflow_dispatch_plans_or_applies_a_named_environment(world: World):
     assert result.exit_code == 0, result.output
     assert "local-stack" in zenml_state(world.state, "local")["stacks"]
     assert world.github.contexts(world.base) == [("stackward/local", "success")]
+
+
+def test_a_pull_request_deleting_an_environment_says_what_happens_to_it(world: World):
+    base = world.commit(
+        {
+            "environments/old/environment.yaml": HEAD
+            + "kind: Environment\nmetadata: {name: old}\nspec: {labels: {team: ml}}\n"
+        },
+        "an environment",
+    )
+    git(world.repo, "rm", "-rq", "environments/old")
+    git(world.repo, "commit", "-qm", "delete it")
+    head = git(world.repo, "rev-parse", "HEAD")
+    result = world.pull_request("opened", base, head)
+    assert result.exit_code == 0, result.output
+    (comment,) = world.github.our_comments(2)
+    assert "This pull request deletes environment `old`." in comment["body"]
+    assert "its ZenML registrations and Terraform resources stay as they are" in comment["body"]
+    assert "changes no environment's specs, modules or policies: nothing to plan." in comment["body"]

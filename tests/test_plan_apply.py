@@ -148,6 +148,24 @@ def test_removed_specs_are_pruned(repo: Path):
     assert "local-builder" not in zenml_state(state_of(repo), "local")["components"]
 
 
+def test_removing_the_last_module_destroys_its_resources(repo: Path, tmp_path: Path):
+    assert apply(repo).exit_code == 0
+    state_file = state_of(repo) / "local/terraform.tfstate"
+    assert json.loads(state_file.read_text())["resources"]
+    (repo / "local/infrastructure.yaml").unlink()
+    stack = (repo / "local/stack.yaml").read_text()
+    write(
+        repo, {"local/stack.yaml": stack.replace("${infra.base.artifact_path}", str(tmp_path / "artifacts"))}
+    )
+    plan = stackward(repo, "plan", "--env", "local")
+    assert plan.exit_code == 0, plan.output
+    assert "- module.base.terraform_data.artifact_store" in plan.output
+    result = apply(repo)
+    assert result.exit_code == 0, result.output
+    assert json.loads(state_file.read_text())["resources"] == []
+    assert "no changes" in apply(repo).output
+
+
 HANDMADE = """
 from zenml.client import Client
 from zenml.enums import StackComponentType as T

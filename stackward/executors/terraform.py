@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from python_terraform import IsFlagged, Terraform
@@ -81,7 +82,18 @@ class TerraformExecutor:
 
     @property
     def needed(self) -> bool:
-        return bool(self.modules)
+        """Whether Terraform runs: the environment has modules, or it may hold resources of
+        modules since removed (a local state with resources, or a remote backend), which the
+        plan then destroys."""
+        if self.modules:
+            return True
+        backend = self._backend()
+        if "local" in backend:
+            try:
+                return bool(json.loads(Path(backend["local"]["path"]).read_text()).get("resources"))
+            except (OSError, ValueError):
+                return False
+        return True
 
     def _source(self, module: Resource) -> str:
         folder = local_module_folder(module)
@@ -113,7 +125,9 @@ class TerraformExecutor:
                 name = f"stackward_{len(self._outputs):04d}"
                 self._outputs.append((module.name, output))
                 outputs[name] = {"value": f"${{module.{module.name}.{output}}}"}
-        root: dict[str, Any] = {"terraform": {"backend": self._backend()}, "module": modules}
+        root: dict[str, Any] = {"terraform": {"backend": self._backend()}}
+        if modules:  # none left: the plan destroys what the state still holds
+            root["module"] = modules
         if outputs:  # Terraform's JSON syntax refuses an empty output block
             root["output"] = outputs
         return root

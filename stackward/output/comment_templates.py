@@ -6,6 +6,7 @@ HEADER = Template("### stackward $title for `$short_sha`")
 NOTE = Template("> $text")
 TABLE_HEAD = "| environment | validation | policy deny / warn | + ~ - ± | status |\n|---|---|---|---|---|"
 TABLE_ROW = Template("| **$env** | $validation | $deny / $warn | $summary | $status |")
+NO_ENVIRONMENTS = "This pull request changes no environment's specs, modules or policies: nothing to plan."
 DESTROY_WARNING = Template(
     "> [!WARNING]\n> **$count resource(s) will be destroyed or replaced** when this merges:\n$items"
 )
@@ -23,6 +24,12 @@ FOOTER = Template(
 CLOSED = "> [!NOTE]\n> This pull request was closed without merging: the plan below will not be applied."
 FORK = "Pull request from a fork: specs and policies were checked; no plan is computed for forks (no secrets, and no Terraform from a fork's code)."
 DRAFT = "Draft pull request: planned for review; mark it ready when it is."
+REMOVED = Template(
+    "This pull request deletes environment `$env`. stackward does not tear an environment down "
+    "when its folder goes: its ZenML registrations and Terraform resources stay as they are. To "
+    "remove them, first merge a change that deletes its specs but keeps its `Environment` "
+    "document (the plan shows what is pruned and destroyed), then delete the folder."
+)
 POLICY_FILES = Template(
     "Policy files changed in this pull request ($files). They were not used to judge it: the "
     "policies of the base branch were. Changes to policies need their owners' review."

@@ -141,7 +141,7 @@ def _sections(outcome: PullRequestOutcome, detail: str, title: str, closed: bool
         )
         for e in outcome.environments
     ]
-    out.append("\n".join([t.TABLE_HEAD, *rows]))
+    out.append("\n".join([t.TABLE_HEAD, *rows]) if rows else t.NO_ENVIRONMENTS)
     errors = [
         t.PLAN_ERROR.substitute(env=e.name, error=" ".join(e.error.split())[:1000])
         for e in outcome.environments
