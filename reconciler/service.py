@@ -187,26 +187,37 @@ class Reconciler:
                 self._stop.wait(5)
 
     def run_pass(self, name: str) -> EnvironmentStatus:
-        """One reconcile of `name`, bounded by the pass timeout."""
+        """One reconcile of `name`, bounded by the pass timeout; it is always rescheduled."""
         result: list[EnvironmentStatus] = []
-        worker = threading.Thread(target=lambda: result.append(self.reconcile(name)), daemon=True)
+        worker = threading.Thread(target=lambda: result.append(self._attempt(name)), daemon=True)
         worker.start()
         worker.join(self.settings.timeout)
         if worker.is_alive():
-            self.reader.close()  # a read stuck in ZenML fails now instead of holding the reader
+            self.reader.stop_read()  # a read stuck in ZenML fails now instead of holding the reader
             worker.join(10)  # how the pass ended is recorded first, the stall on top of it
             status = self.status(name)
             status.set(
                 Type.STALLED,
                 True,
-                Reason.PLAN_FAILED,
+                Reason.TIMED_OUT,
                 f"the pass did not finish within {self.settings.timeout:.0f} s",
             )
             self.store.save(status)
-            self._reschedule(name, status)
+        else:
+            status = result[0]
+        self._reschedule(name, status)
+        return status
+
+    def _attempt(self, name: str) -> EnvironmentStatus:
+        """reconcile(), with an unexpected error recorded as a failure (and logged in full)."""
+        try:
+            return self.reconcile(name)
+        except Exception as exc:
+            log.exception("stackward: reconciling %s failed unexpectedly", name)
+            status = self.status(name)
+            self._fail(status, Reason.RECONCILIATION_FAILED, f"{type(exc).__name__}: {exc}")
+            self.store.save(status)
             return status
-        self._reschedule(name, result[0])
-        return result[0]
 
     # -- one pass ----------------------------------------------------------------------------
     def reconcile(self, name: str) -> EnvironmentStatus:

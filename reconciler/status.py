@@ -26,6 +26,8 @@ class Reason(StrEnum):
     APPLY_FAILED = "ApplyFailed"
     APPLY_REFUSED = "ApplyRefused"
     RETRY_LIMIT_REACHED = "RetryLimitReached"
+    TIMED_OUT = "TimedOut"
+    RECONCILIATION_FAILED = "ReconciliationFailed"  # an unexpected error (logged with its traceback)
     SOURCE_FAILED = "SourceFailed"
     SUSPENDED = "Suspended"
     NOT_RECONCILED = "NotReconciledYet"

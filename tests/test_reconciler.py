@@ -506,3 +506,27 @@ def test_a_pass_stuck_reading_zenml_times_out_and_the_next_pass_recovers(
         assert not status.condition(Type.STALLED)
     finally:
         reconciler.reader.close()
+
+
+def test_an_unexpected_error_is_a_recorded_failure_and_the_environment_is_retried_later(
+    tmp_path: Path, store_template: Path
+):
+    from reconciler.metrics import Metrics
+    from reconciler.service import Reconciler
+    from reconciler.status import Reason, Type
+    from reconciler.store import Store
+
+    repo, _ = local_repo(tmp_path, store_template)
+    not_a_folder = tmp_path / "state-file"
+    not_a_folder.write_text("a file where the state folder should be\n")
+    settings = Settings(path=repo / "environments", branch="master", state_dir=not_a_folder, backoff=600)
+    reconciler = Reconciler(settings, Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), Metrics())
+    try:
+        status = reconciler.run_pass("local")
+        ready = status.condition(Type.READY)
+        assert not ready.status and ready.reason is Reason.RECONCILIATION_FAILED
+        assert "state-file" in ready.message
+        assert status.failures == 1
+        assert reconciler._next() is None  # backed off, not retried in a tight loop
+    finally:
+        reconciler.reader.close()

@@ -3,6 +3,7 @@ for long-running services a shared reader process that reads many embedded store
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ from stackward.registrations import Registration
 from stackward.resolve import Environment
 from stackward.state import EnvironmentState
 
-_INHERITED_OUT = ("ZENML_STORE_", "ZENML_CONFIG_PATH")
+_INHERITED_OUT = ("ZENML_STORE_", "ZENML_CONFIG_PATH", "ZENML_LOCAL_STORES_PATH")
 _QUIET = {
     "ZENML_ANALYTICS_OPT_IN": "false",
     "ZENML_LOGGING_VERBOSITY": "ERROR",
@@ -52,76 +53,83 @@ def worker_environment(env: Environment, state: EnvironmentState) -> dict[str, s
     return base
 
 
+class _Running:
+    """One started worker process, with the last lines it printed to stderr. Its stderr is
+    drained as it comes: a long-lived process must never block on a full pipe."""
+
+    def __init__(self, args: list[str], environment: dict[str, str], name: str):
+        self.name = name
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "stackward.executors.zenml_worker", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        self.stderr_tail: deque[str] = deque(maxlen=5)
+        self.drain = threading.Thread(target=self._drain, name=f"{name} stderr", daemon=True)
+        self.drain.start()
+
+    def _drain(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self.stderr_tail.append(line.rstrip())
+
+    def send(self, request: dict) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(json.dumps(request) + "\n")
+        self.popen.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.popen.stdout is not None
+        line = self.popen.stdout.readline()
+        if not line:
+            self.popen.wait()
+            self.drain.join(5)
+            tail = "\n".join(self.stderr_tail)
+            raise ZenmlError(f"{self.name}: the ZenML worker stopped unexpectedly: {tail}")
+        return json.loads(line)
+
+    def end(self, kill: bool) -> None:
+        """Closing its input ends it; `kill` does not wait for that."""
+        if kill:
+            self.popen.kill()
+        elif self.popen.stdin:
+            self.popen.stdin.close()
+        try:
+            self.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        self.drain.join(5)
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream:
+                stream.close()
+
+
 class _JsonLinesProcess:
-    """A zenml_worker process: one JSON request per line in, JSON reply lines out. What it
-    prints to stderr is drained as it comes (a long-lived process must never block on a full
-    pipe) and its last lines explain an unexpected stop."""
+    """A zenml_worker process started on first use: one JSON request per line in, JSON reply
+    lines out. After `close()` the next request starts a new one."""
 
     def __init__(self, args: list[str], environment: dict[str, str], name: str):
         self.args = args
         self.environment = environment
         self.name = name
-        self.process: subprocess.Popen | None = None
-        self._stderr_tail: deque[str] = deque(maxlen=5)
-        self._drain: threading.Thread | None = None
+        self.running: _Running | None = None
 
-    def _drain_stderr(self, stream: Any) -> None:
-        for line in stream:
-            self._stderr_tail.append(line.rstrip())
-
-    def send(self, request: dict) -> None:
-        if self.process is None:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stackward.executors.zenml_worker", *self.args],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=self.environment,
-            )
-            self._stderr_tail.clear()
-            self._drain = threading.Thread(
-                target=self._drain_stderr,
-                args=(self.process.stderr,),
-                name=f"{self.name} stderr",
-                daemon=True,
-            )
-            self._drain.start()
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-
-    def receive(self) -> dict[str, Any]:
-        process = self.process
-        assert process is not None and process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            process.wait()
-            if self._drain is not None:
-                self._drain.join(5)
-            tail = "\n".join(self._stderr_tail)
-            raise ZenmlError(f"{self.name}: the ZenML worker stopped unexpectedly: {tail}")
-        return json.loads(line)
+    def send(self, request: dict) -> _Running:
+        """Send `request`; the process to read its replies from (even if closed meanwhile)."""
+        running = self.running
+        if running is None:
+            running = self.running = _Running(self.args, self.environment, self.name)
+        running.send(request)
+        return running
 
     def close(self, kill: bool = False) -> None:
-        """End the process: closing its input ends it, `kill` does not wait for that."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if kill:
-            process.kill()
-        elif process.stdin:
-            process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if self._drain is not None:
-            self._drain.join(5)
-        for stream in (process.stdin, process.stdout):
-            if stream:
-                stream.close()
+        running, self.running = self.running, None
+        if running is not None:
+            running.end(kill)
 
 
 def _registrations(reply: dict[str, Any]) -> list[Registration]:
@@ -138,17 +146,24 @@ def _registrations(reply: dict[str, Any]) -> list[Registration]:
     ]
 
 
+class ReaderUnavailable(Exception):
+    """The shared reader cannot read this store; the environment's own worker must."""
+
+
 class StoreReader:
     """One long-lived process that reads the registrations of any number of embedded stores.
 
     A worker per environment pays for importing zenml (seconds) on every read; a service that
     reads every environment on an interval shares this reader instead (and it does not read a
-    database again that did not change). It is thread-safe (one read at a time); `close()` ends
-    the process, which fails a read under way, and the next read starts a new one."""
+    database again that did not change). It only reads: a store it cannot read as it is (not
+    created yet, or at another zenml's schema) is left to the environment's own worker. It is
+    thread-safe (one read at a time); `stop_read()` ends the process if a read is under way,
+    which fails that read, and the next read starts a new process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stopped = False
+        self._shut = False
         # its own ZenML configuration folder (removed with this object): nothing touches the user's
         self._home = tempfile.TemporaryDirectory(prefix="stackward-zenml-reader-")
         self._process = _JsonLinesProcess(
@@ -156,34 +171,41 @@ class StoreReader:
         )
 
     def read(self, env_name: str, database: Path) -> list[Registration]:
+        """The store's registrations; ReaderUnavailable when the environment's worker must read."""
         with self._lock:
-            reply = self._read(env_name, database)
-        return _registrations(reply)
-
-    def _read(self, env_name: str, database: Path) -> dict[str, Any]:
-        process = self._process
-        self._stopped = False
-        try:
-            process.send({"op": "read", "database": str(database)})
-            reply = process.receive()
-        except (OSError, ValueError, ZenmlError) as exc:  # ValueError: closed under us
-            process.close(kill=True)
-            if self._stopped:
-                raise ZenmlError(
-                    f"{env_name}: reading ZenML registrations was stopped before it finished"
-                ) from exc
-            raise ZenmlError(f"{env_name}: reading ZenML registrations failed: {exc}") from exc
+            if self._shut:
+                raise ZenmlError(f"{env_name}: the service is stopping; ZenML registrations were not read")
+            self._stopped = False
+            try:
+                reply = self._process.send({"op": "read", "database": str(database)}).receive()
+            except Exception as exc:  # the process died, or was stopped under us
+                self._process.close(kill=True)
+                if self._stopped:
+                    raise ZenmlError(
+                        f"{env_name}: reading ZenML registrations was stopped before it finished"
+                    ) from exc
+                raise ZenmlError(f"{env_name}: reading ZenML registrations failed: {exc}") from exc
+        if "unavailable" in reply:
+            raise ReaderUnavailable(reply["unavailable"])
         if "error" in reply:
             raise ZenmlError(f"{env_name}: reading ZenML registrations failed: {reply['error']}")
-        return reply
+        return _registrations(reply)
 
     @property
     def pid(self) -> int | None:
         """The reader process's id while it runs."""
-        return self._process.process.pid if self._process.process else None
+        running = self._process.running
+        return running.popen.pid if running else None
+
+    def stop_read(self) -> None:
+        """If a read is under way (a pass stuck on it), end the process now so that read fails."""
+        if self._lock.locked():
+            self._stopped = True
+            self._process.close(kill=True)
 
     def close(self) -> None:
-        """Stop the process now (a read under way fails)."""
+        """End the process for good: later reads fail (the service is stopping)."""
+        self._shut = True
         self._stopped = True
         self._process.close(kill=True)
 
@@ -214,19 +236,19 @@ class ZenmlExecutor:
         if self._worker is not None:
             self._worker.close()
 
-    def _request(self, request: dict) -> _JsonLinesProcess:
+    def _request(self, request: dict) -> _Running:
         """Send to the environment's worker, started on first use (planning an environment
         without registrations needs none)."""
         if self._worker is None:
             self.state.ensure()
             self._worker = _JsonLinesProcess([], worker_environment(self.env, self.state), self.env.name)
-        self._worker.send(request)
-        return self._worker
+        return self._worker.send(request)
 
     def read(self) -> list[Registration]:
         """Every connector, component and stack in the environment's store."""
         if self.reader is not None and self.embedded and self.state.zenml_database.exists():
-            return self.reader.read(self.env.name, self.state.zenml_database)
+            with contextlib.suppress(ReaderUnavailable):
+                return self.reader.read(self.env.name, self.state.zenml_database)
         reply = self._request({"op": "read"}).receive()
         if "error" in reply:
             raise ZenmlError(f"{self.env.name}: reading ZenML registrations failed: {reply['error']}")

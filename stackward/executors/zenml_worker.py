@@ -11,9 +11,10 @@ Requests:
     {"op": "missing_secrets", "refs": [[name, key], ...]} -> {"missing": [...]}
 
 With `--reader` the process instead serves read requests for many embedded stores, each opened
-by its database file without ZenML's global configuration (a long-running service reads every
-environment this way, paying for the zenml import once):
+by its database file (a long-running service reads every environment this way, paying for the
+zenml import once); see DatabaseReader:
     {"op": "read", "database": "/path/to/zenml.db"}   -> {"registrations": [...]}
+                                                       or {"unavailable": why} or {"error": ...}
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import sqlite3
 import sys
 from typing import Any, TextIO
+from urllib.request import pathname2url
 
 from pydantic import SecretStr
 
@@ -239,12 +241,18 @@ class Worker:
             self.ids[key] = model.id
 
 
-class StoreReader:
-    """Reads embedded stores by their database file, any number per process.
+class Unavailable(Exception):
+    """This store is not for the reader as it is; the environment's own worker reads it."""
 
-    Each read opens the store without ZenML's global configuration and closes it after, so
-    memory stays flat however many environments there are. A database that did not change
-    since its last read (see _database_version) is answered with that read."""
+
+class DatabaseReader:
+    """Reads embedded stores by their database file, any number per process, and never writes.
+
+    Each read opens the store with ZenML's SqlZenStore, skipping its migration check and default
+    registrations, and closes it after. A store at another zenml's schema (or not a store yet)
+    is Unavailable: the environment's worker opens it the full way, migrating it if needed. A
+    database that did not change since its last read (see _database_version) is answered with
+    that read, so memory grows only with the registrations kept per database."""
 
     def __init__(self) -> None:
         self.last: dict[str, tuple[tuple[int, ...], list[dict]]] = {}
@@ -252,23 +260,23 @@ class StoreReader:
     def read(self, database: str) -> list[dict]:
         from zenml.zen_stores.sql_zen_store import SqlZenStore, SqlZenStoreConfiguration
 
-        if not os.path.isfile(database):  # the reader never creates a store
-            raise FileNotFoundError(f"no ZenML store at {database}")
         version = _database_version(database)  # before reading: a later write makes a new version
         last = self.last.pop(database, None)
         if version is not None and last is not None and last[0] == version:
             self.last[database] = last
             return last[1]
+        if not _schema_is_current(database):
+            raise Unavailable(f"{database} is not a store at this zenml's schema")
         store = SqlZenStore(
             config=SqlZenStoreConfiguration(url=f"sqlite:///{database}"),
             skip_default_registrations=True,
-            skip_migrations=_schema_is_current(database),
+            skip_migrations=True,
         )
         try:
             registrations = read_registrations(store)
         finally:
             store.engine.dispose()
-        if version is not None:
+        if version is not None and _database_version(database) == version:  # no write meanwhile
             self.last[database] = (version, registrations)
         return registrations
 
@@ -282,7 +290,11 @@ def _database_version(database: str) -> tuple[int, ...] | None:
     Only for a process that holds no SQLite connection to the file at the time: closing any
     descriptor of a file drops every POSIX lock the process holds on it (this one holds none
     between reads)."""
-    if any(os.path.exists(database + suffix) for suffix in ("-journal", "-wal")):
+
+    def journaled() -> bool:
+        return any(os.path.exists(database + suffix) for suffix in ("-journal", "-wal"))
+
+    if journaled():
         return None
     try:
         with open(database, "rb") as file:
@@ -290,19 +302,20 @@ def _database_version(database: str) -> tuple[int, ...] | None:
             header = file.read(100)
     except OSError:
         return None
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00") or header[18] == 2:
+    if journaled() or len(header) < 100 or not header.startswith(b"SQLite format 3\x00") or header[18] == 2:
         return None
-    return (stat.st_dev, stat.st_ino, stat.st_size, int.from_bytes(header[24:28], "big"))
+    counter = int.from_bytes(header[24:28], "big")
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, counter)
 
 
 def _schema_is_current(database: str) -> bool:
-    """Whether the store's schema is this zenml's: each ZenML release ends its migrations with
-    one whose revision is the release version. Checking that directly spares loading every
-    migration script (time and memory); any other answer gets ZenML's full migration check."""
+    """Whether the database holds a store at this zenml's schema: each ZenML release ends its
+    migrations with one whose revision is the release version."""
     import zenml
 
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        uri = f"file:{pathname2url(database)}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             rows = db.execute("SELECT version_num FROM alembic_version").fetchall()
     except sqlite3.Error:
         return False
@@ -316,11 +329,13 @@ def _send(out: TextIO, message: dict) -> None:
 
 def serve_reader(requests: TextIO, out: TextIO) -> None:
     """The `--reader` protocol: read requests for many stores, one reply line each."""
-    reader = StoreReader()
+    reader = DatabaseReader()
     for line in requests:
         request = json.loads(line)
         try:
             _send(out, {"registrations": reader.read(request["database"])})
+        except Unavailable as exc:
+            _send(out, {"unavailable": str(exc)})
         except Exception as exc:
             _send(out, {"error": f"{type(exc).__name__}: {exc}"})
 
