@@ -535,7 +535,9 @@ REGISTRY_COMPONENT = HEAD + (
 )
 
 
-def test_the_shared_reader_reads_what_the_environment_worker_reads(repo: Path, monkeypatch):
+def test_the_shared_reader_reads_what_the_environment_worker_reads(
+    repo: Path, monkeypatch, tmp_path: Path, store_template: Path
+):
     """The reconciler reads every embedded store through one long-lived reader process; it must
     see exactly what an environment's own worker sees, hand edits included."""
     monkeypatch.setenv("LOCAL_REGISTRY_USER", "robot")
@@ -553,13 +555,18 @@ def test_the_shared_reader_reads_what_the_environment_worker_reads(repo: Path, m
     state = EnvironmentState(state_of(repo), "local")
     with ZenmlExecutor(env, state) as own:
         expected = own.read()
+    copy_store(store_template, tmp_path / "other", "local")  # another environment's store: ZenML's defaults
+    other = EnvironmentState(tmp_path / "other", "local")
+    with ZenmlExecutor(env, other) as own:
+        expected_other = own.read()
+    assert {r.name for r in expected_other} == {"default"}
     reader = StoreReader()
     try:
-        shared = ZenmlExecutor(env, state, reader)
-        first, again = shared.read(), shared.read()
+        shared, shared_other = ZenmlExecutor(env, state, reader), ZenmlExecutor(env, other, reader)
+        first, second, again = shared.read(), shared_other.read(), shared.read()
     finally:
         reader.close()
-    assert first == expected and again == expected
+    assert first == expected and again == expected and second == expected_other  # nothing crosses stores
     read = {(r.kind, r.name): r for r in first}
     assert read[("ServiceConnector", "local-registry")].fields["configuration"] == {
         "registry": "registry.example"

@@ -248,18 +248,37 @@ class Unavailable(Exception):
 class DatabaseReader:
     """Reads embedded stores by their database file, any number per process, and never writes.
 
-    Each read opens the store with ZenML's SqlZenStore, skipping its migration check and default
-    registrations, and closes it after. A store at another zenml's schema (or not a store yet)
-    is Unavailable: the environment's worker opens it the full way, migrating it if needed. A
-    database that did not change since its last read (see _database_version) is answered with
-    that read, so memory grows only with the registrations kept per database."""
+    One ZenML SqlZenStore (opened without its migration check or default registrations) serves
+    every database: each read points its engine's new connections at that database file, so
+    SQLAlchemy's compiled statements are reused instead of compiled again per store. A store
+    at another zenml's schema (or not a store yet) is Unavailable: the environment's worker
+    opens it the full way, migrating it if needed. A database that did not change since its
+    last read (see _database_version) is answered with that read."""
 
     def __init__(self) -> None:
         self.last: dict[str, tuple[tuple[int, ...], list[dict]]] = {}
+        self.store: Any = None
+        self.database = ""
 
-    def read(self, database: str) -> list[dict]:
+    def _store_for(self, database: str) -> Any:
+        from sqlalchemy import event
         from zenml.zen_stores.sql_zen_store import SqlZenStore, SqlZenStoreConfiguration
 
+        if self.store is None:
+            self.store = SqlZenStore(
+                config=SqlZenStoreConfiguration(url=f"sqlite:///{database}"),
+                skip_default_registrations=True,
+                skip_migrations=True,
+            )
+            event.listen(self.store.engine, "do_connect", self._connect_to_current)
+        self.database = database
+        self.store.engine.dispose()  # no pooled connection to another database is reused
+        return self.store
+
+    def _connect_to_current(self, dialect: Any, record: Any, cargs: list, cparams: dict) -> None:
+        cargs[0] = self.database  # sqlite3.connect's first argument: the database file
+
+    def read(self, database: str) -> list[dict]:
         version = _database_version(database)  # before reading: a later write makes a new version
         last = self.last.pop(database, None)
         if version is not None and last is not None and last[0] == version:
@@ -267,15 +286,11 @@ class DatabaseReader:
             return last[1]
         if not _schema_is_current(database):
             raise Unavailable(f"{database} is not a store at this zenml's schema")
-        store = SqlZenStore(
-            config=SqlZenStoreConfiguration(url=f"sqlite:///{database}"),
-            skip_default_registrations=True,
-            skip_migrations=True,
-        )
+        store = self._store_for(database)
         try:
             registrations = read_registrations(store)
         finally:
-            store.engine.dispose()
+            store.engine.dispose()  # no connection (nor its locks) is kept between reads
         if version is not None and _database_version(database) == version:  # no write meanwhile
             self.last[database] = (version, registrations)
         return registrations
