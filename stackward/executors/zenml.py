@@ -76,19 +76,25 @@ class _Running:
         for line in self.popen.stderr:
             self.stderr_tail.append(line.rstrip())
 
+    def _stopped(self) -> ZenmlError:
+        self.popen.wait()
+        self.drain.join(5)
+        tail = "\n".join(self.stderr_tail)
+        return ZenmlError(f"{self.name}: the ZenML worker stopped unexpectedly: {tail}")
+
     def send(self, request: dict) -> None:
         assert self.popen.stdin is not None
-        self.popen.stdin.write(json.dumps(request) + "\n")
-        self.popen.stdin.flush()
+        try:
+            self.popen.stdin.write(json.dumps(request) + "\n")
+            self.popen.stdin.flush()
+        except BrokenPipeError:
+            raise self._stopped() from None
 
     def receive(self) -> dict[str, Any]:
         assert self.popen.stdout is not None
         line = self.popen.stdout.readline()
         if not line:
-            self.popen.wait()
-            self.drain.join(5)
-            tail = "\n".join(self.stderr_tail)
-            raise ZenmlError(f"{self.name}: the ZenML worker stopped unexpectedly: {tail}")
+            raise self._stopped()
         return json.loads(line)
 
     def end(self, kill: bool) -> None:
