@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from stackward.references import local_module_folder
-from stackward.resolve import Environment, Repo
+from stackward.resolve import Environment, Repo, is_environment_name
 
 
 class GitError(Exception):
@@ -38,6 +38,13 @@ def _module_folders(env: Environment) -> list[Path]:
     return [folder for folder in folders if folder is not None]
 
 
+def _top_folder(repo: Repo, path: Path) -> str | None:
+    """The folder of the environments folder that `path` is in (None: outside it)."""
+    if not path.is_relative_to(repo.root) or path == repo.root:
+        return None
+    return path.relative_to(repo.root).parts[0]
+
+
 def touched_environments(
     repo: Repo, environments: list[Environment], files: list[str], policies: Path | None = None
 ) -> list[str]:
@@ -48,9 +55,9 @@ def touched_environments(
         path = (repo.repo_root / name).resolve()
         if path.is_relative_to(policy_folder):
             return sorted(e.name for e in environments)
-        if not path.is_relative_to(repo.root):
+        top = _top_folder(repo, path)
+        if top is None:
             continue
-        top = path.relative_to(repo.root).parts[0]
         if top in repo.environments:
             touched.add(top)
             continue
@@ -62,12 +69,5 @@ def touched_environments(
 
 def removed_environments(repo: Repo, files: list[str]) -> list[str]:
     """Environments whose whole folder the changed `files` delete."""
-    removed = set()
-    for name in files:
-        path = (repo.repo_root / name).resolve()
-        if not path.is_relative_to(repo.root) or path == repo.root:
-            continue
-        top = path.relative_to(repo.root).parts[0]
-        if not top.startswith((".", "_")) and not (repo.root / top).exists():
-            removed.add(top)
-    return sorted(removed)
+    tops = {_top_folder(repo, (repo.repo_root / name).resolve()) for name in files}
+    return sorted(top for top in tops if top and is_environment_name(top) and not (repo.root / top).exists())

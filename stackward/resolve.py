@@ -120,6 +120,12 @@ def _git_root(start: Path) -> Path:
     return start
 
 
+def is_environment_name(folder: str) -> bool:
+    """Whether a folder of the environments folder is an environment (`_base`, `_modules` and
+    hidden folders are not)."""
+    return not folder.startswith((".", "_"))
+
+
 def discover(path: Path) -> tuple[Repo, str | None]:
     """Find the environments under `path`; a single environment folder selects that one."""
     if not path.exists():
@@ -132,12 +138,12 @@ def discover(path: Path) -> tuple[Repo, str | None]:
     holds_environments = any(
         _is_environment_folder(child)
         for child in path.iterdir()
-        if child.is_dir() and not child.name.startswith((".", "_"))
+        if child.is_dir() and is_environment_name(child.name)
     )
     if not holds_environments and _is_environment_folder(path):
         root, selected = path.parent, path.name
     children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    environments = {p.name: p for p in children if not p.name.startswith("_")}
+    environments = {p.name: p for p in children if is_environment_name(p.name)}
     shared = {p.name: p for p in children if p.name.startswith("_")}
     return Repo(root, _git_root(root), environments, shared), selected
 

@@ -77,6 +77,15 @@ class World:
         self.github.requests.clear()
         return run("action", "--state-dir", str(self.state))
 
+    def merge(self, head: str) -> tuple[str, dict]:
+        """Merge the feature branch into master as pull request #2 with `head` as its head: the
+        merge commit and the push event for it."""
+        git(self.repo, "checkout", "-q", "master")
+        git(self.repo, "merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #2")
+        merge = git(self.repo, "rev-parse", "HEAD")
+        self.github.merged(merge, 2, head)
+        return merge, payload("push.json", ref="refs/heads/master", after=merge, deleted=False, created=False)
+
     def pull_request(self, action: str, base: str, head: str, **changes):
         event = payload(
             "pull_request.opened.json",
@@ -141,11 +150,7 @@ def test_new_pushes_edit_the_same_comment(world: World):
 def test_merge_applies_the_reviewed_plan_and_reports_back(world: World):
     head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
     assert world.pull_request("opened", world.base, head).exit_code == 0
-    git(world.repo, "checkout", "-q", "master")
-    git(world.repo, "merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #2")
-    merge = git(world.repo, "rev-parse", "HEAD")
-    world.github.merged(merge, 2, head)
-    push = payload("push.json", ref="refs/heads/master", after=merge, deleted=False, created=False)
+    merge, push = world.merge(head)
     result = world.deliver("push", push, merge)
     assert result.exit_code == 0, result.output
     zenml = zenml_state(world.state, "local")
@@ -174,13 +179,8 @@ def test_merge_of_an_unplanned_head_applies_nothing(world: World):
     unplanned = world.commit(
         {"environments/local/more.yaml": BUILDER.replace("local-builder", "local-more")}, "sneaky"
     )
-    git(world.repo, "checkout", "-q", "master")
-    git(world.repo, "merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #2")
-    merge = git(world.repo, "rev-parse", "HEAD")
-    world.github.merged(merge, 2, unplanned)
-    result = world.deliver(
-        "push", payload("push.json", ref="refs/heads/master", after=merge, deleted=False), merge
-    )
+    merge, push = world.merge(unplanned)
+    result = world.deliver("push", push, merge)
     assert result.exit_code == 1
     assert (
         f"computed for {planned[:7]}, but the merged head is {unplanned[:7]}"
@@ -199,13 +199,8 @@ def test_merge_after_the_world_changed_is_refused(world: World):
         "from zenml.client import Client\nfrom zenml.enums import StackComponentType as T\n"
         "Client().create_stack_component('local-builder', 'local', T.IMAGE_BUILDER, {})\n",
     )
-    git(world.repo, "checkout", "-q", "master")
-    git(world.repo, "merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #2")
-    merge = git(world.repo, "rev-parse", "HEAD")
-    world.github.merged(merge, 2, head)
-    result = world.deliver(
-        "push", payload("push.json", ref="refs/heads/master", after=merge, deleted=False), merge
-    )
+    merge, push = world.merge(head)
+    result = world.deliver("push", push, merge)
     assert result.exit_code == 1
     report = world.github.comments[2][-1]["body"]
     assert "| **local** | ❌ failed |" in report and "changed since it was reviewed" in report

@@ -271,8 +271,7 @@ class DatabaseReader:
                 skip_migrations=True,
             )
             event.listen(self.store.engine, "do_connect", self._connect_to_current)
-        self.database = database
-        self.store.engine.dispose()  # no pooled connection to another database is reused
+        self.database = database  # every read disposes its connections, so new ones open this file
         return self.store
 
     def _connect_to_current(self, dialect: Any, record: Any, cargs: list, cparams: dict) -> None:
@@ -280,10 +279,10 @@ class DatabaseReader:
 
     def read(self, database: str) -> list[dict]:
         version = _database_version(database)  # before reading: a later write makes a new version
-        last = self.last.pop(database, None)
+        last = self.last.get(database)
         if version is not None and last is not None and last[0] == version:
-            self.last[database] = last
             return last[1]
+        self.last.pop(database, None)
         if not _schema_is_current(database):
             raise Unavailable(f"{database} is not a store at this zenml's schema")
         store = self._store_for(database)
