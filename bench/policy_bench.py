@@ -16,7 +16,7 @@ from pathlib import Path
 from validate_bench import generate
 
 from stackward.policy.check import PolicyOptions, check_policies
-from stackward.resolve import Resolver, discover
+from stackward.spec.resolve import Resolver, discover
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 

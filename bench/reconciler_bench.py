@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from zenml_tools import copy_store, make_store  # noqa: E402 (standard library only: no pytest here)
 
 from reconciler.app import create_app  # noqa: E402
-from reconciler.config import Settings  # noqa: E402
+from reconciler.config import ServiceSettings  # noqa: E402
 from reconciler.metrics import Metrics  # noqa: E402
 from reconciler.service import Reconciler  # noqa: E402
 from reconciler.store import Store  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
         state = tmp / "state"
         for e in range(args.environments):
             copy_store(template, state, f"env{e:03d}")
-        settings = Settings(
+        settings = ServiceSettings(
             path=root, branch="main", state_dir=state, interval=3600, webhook_secret="bench", api_token="t"
         )
         reconciler = Reconciler(settings, Store(f"sqlite:///{tmp / 'db.sqlite'}"), Metrics())

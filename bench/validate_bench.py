@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from stackward.validation import validate
-from stackward.zenml_catalog import load_catalog
+from stackward.checks.validate import validate
+from stackward.settings import Settings
+from stackward.zenml.catalog import load_catalog
 
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--environments", type=int, default=50)
     parser.add_argument("--resources", type=int, default=200)
     args = parser.parse_args()
-    load_catalog()  # warm: the catalog is built once per zenml version
+    load_catalog(Settings.load().cache_dir)  # warm: the catalog is built once per zenml version
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "environments"
         total = generate(root, args.environments, args.resources)

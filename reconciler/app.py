@@ -5,24 +5,23 @@ from __future__ import annotations
 import hmac
 import json
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from reconciler import dashboard
-from reconciler.config import Settings
+from reconciler.config import ServiceSettings
 from reconciler.metrics import Metrics
 from reconciler.service import Reconciler
 from reconciler.store import Store
 from reconciler.webhooks import push_to, signature_ok
 
 
-def create_app(settings: Settings) -> FastAPI:
-    state_root = settings.state_dir or Path(".stackward")
-    state_root.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.database_url or f"sqlite:///{(state_root / 'reconciler.db').resolve()}")
+def create_app(settings: ServiceSettings) -> FastAPI:
+    assert settings.state_dir is not None  # decided when the settings were read
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database)
     reconciler = Reconciler(settings, store, Metrics())
 
     @asynccontextmanager

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+
+from stackward.errors import StackwardError
 
 
 @click.command("serve")
@@ -22,10 +25,11 @@ def command(config_file: Path | None, path: Path | None, host: str | None, port:
     import uvicorn
 
     from reconciler.app import create_app
-    from reconciler.config import Settings
+    from reconciler.config import ServiceSettings
 
-    settings = Settings.load(config_file)
-    for name, value in (("path", path), ("host", host), ("port", port)):
-        if value is not None:
-            setattr(settings, name, value)
+    try:
+        settings = ServiceSettings.load(config_file, path=path, host=host, port=port)
+    except StackwardError as exc:
+        click.echo(f"stackward: {exc}", err=True)
+        sys.exit(exc.exit_code)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")

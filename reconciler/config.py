@@ -1,21 +1,21 @@
-"""The reconciler's settings: one place, from a YAML file and STACKWARD_* environment variables."""
+"""The reconciler's settings: the engine's settings (stackward.settings: state, locks,
+policies, OPA) plus the service's own, read the same way: defaults, the `--config` YAML file,
+then STACKWARD_<FIELD> environment variables."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
+from pydantic import model_validator
+
+from stackward.settings import STATE_FOLDER, Settings
+from stackward.spec.resolve import git_root
 
 
-@dataclass
-class Settings:
-    path: Path = Path("environments")  # the environments folder (inside the clone, when a remote is set)
+class ServiceSettings(Settings):
     remote: str = ""  # git remote URL to clone and fetch; empty: use `path` as it is
     branch: str = "main"
-    clone_dir: Path = Path(".stackward/source")
-    state_dir: Path | None = None
+    clone_dir: Path | None = None  # default: <state_dir>/source
     database_url: str = ""  # default: sqlite under the state folder; postgresql+psycopg://… for replicas
     host: str = "127.0.0.1"
     port: int = 8080
@@ -36,26 +36,19 @@ class Settings:
     github_api_url: str = "https://api.github.com"
     github_token_env: str = "GITHUB_TOKEN"  # the NAME of the variable holding the token
 
-    @classmethod
-    def load(cls, file: Path | None = None) -> Settings:
-        """Defaults, then the file, then STACKWARD_<FIELD> environment variables."""
-        values: dict = {}
-        if file is not None:
-            values.update(yaml.safe_load(file.read_text()) or {})
-        for f in fields(cls):
-            env = os.environ.get(f"STACKWARD_{f.name.upper()}")
-            if env is not None:
-                values[f.name] = env
-        settings = cls()
-        for f in fields(cls):
-            if f.name not in values:
-                continue
-            value, default = values[f.name], getattr(settings, f.name)
-            if isinstance(default, bool):
-                value = str(value).lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, (int, float)):
-                value = type(default)(value)
-            elif isinstance(default, Path) or f.name == "state_dir":
-                value = Path(value)
-            setattr(settings, f.name, value)
-        return settings
+    @model_validator(mode="after")
+    def _one_state_folder(self) -> ServiceSettings:
+        """The state folder, decided once: `state_dir`, else .stackward/ at the root of the git
+        repository holding `path` (as for the CLI), or in the working directory for a remote.
+        The service's database and clone live in it, beside the environments' state."""
+        if self.state_dir is None:
+            base = Path.cwd() if self.remote else git_root(self.path.resolve())
+            self.state_dir = base / STATE_FOLDER
+        if self.clone_dir is None:
+            self.clone_dir = self.state_dir / "source"
+        return self
+
+    @property
+    def database(self) -> str:
+        assert self.state_dir is not None
+        return self.database_url or f"sqlite:///{(self.state_dir / 'reconciler.db').resolve()}"

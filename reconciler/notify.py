@@ -7,11 +7,11 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from reconciler.config import Settings
+from reconciler.config import ServiceSettings
 from reconciler.status import EnvironmentStatus, Type
 
 if TYPE_CHECKING:
-    from stackward.github_client import GitHubClient
+    from stackward.github.client import GitHubClient
 
 log = logging.getLogger("stackward.reconciler")
 
@@ -27,13 +27,13 @@ def _trouble(status: EnvironmentStatus) -> str:
 
 
 class Notifier:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: ServiceSettings):
         self.settings = settings
         token = os.environ.get(settings.github_token_env, "")
         self.client: GitHubClient | None = None
         if settings.github_repository and token:
             # imported only when notifications are on: PyGithub adds about 35 MB to the service
-            from stackward.github_client import GitHubClient
+            from stackward.github.client import GitHubClient
 
             self.client = GitHubClient(
                 token, settings.github_repository, settings.github_api_url, max_rate_limit_wait=60
@@ -43,7 +43,7 @@ class Notifier:
         """Tell GitHub when an environment starts or keeps needing attention, or recovers."""
         if self.client is None:
             return
-        from stackward.github_client import GitHubError
+        from stackward.github.client import GitHubError
 
         trouble, was = _trouble(after), _trouble(before)
         if not trouble and not was:

@@ -1,9 +1,8 @@
 """The reconcile loop: keep every environment converged with the branch head.
 
-One pass per environment, with the engine the Action uses (plan_environment,
-apply_environment): desired state at the head -> plan -> apply a new revision (auto-sync) or
-report it; when the specs did not change but the plan is not empty, the live state drifted:
-report it, or heal it where the environment says `drift: heal`.
+It schedules one pass per environment (on an interval with jitter, on request with
+coalescing, backed off after failures), bounds each pass by a timeout and keeps its status;
+what a pass does is in reconciler.phases.
 """
 
 from __future__ import annotations
@@ -11,73 +10,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from reconciler.config import Settings
+from reconciler.config import ServiceSettings
 from reconciler.metrics import Metrics
 from reconciler.notify import Notifier
+from reconciler.phases import Phases
+from reconciler.source import Source, SourceError
 from reconciler.status import EnvironmentStatus, Reason, Type
 from reconciler.store import Store
-from stackward.changes import Action, EnvironmentPlan
-from stackward.executors.terraform import TerraformError
-from stackward.executors.zenml import StoreReader, ZenmlError
-from stackward.planning import (
-    ApplyRefused,
-    Planned,
-    apply_environment,
-    plan_environment,
-    plan_policy_findings,
-)
-from stackward.policy.check import PolicyOptions
-from stackward.policy.engine import PolicyEngineError
-from stackward.policy.sources import PolicySourceError
-from stackward.resolve import UsageError, discover
-from stackward.state import EnvironmentState, LockError, holder_is_stale, now, read_holder, unlock
-from stackward.validation import validate
+from stackward.errors import UsageError
+from stackward.plan.state import now
+from stackward.spec.resolve import discover
+from stackward.zenml.executor import StoreReader
 
 log = logging.getLogger("stackward.reconciler")
-
-
-class SourceError(Exception):
-    """The environments repo could not be brought up to date."""
-
-
-class Source:
-    """The environments folder: a clone kept at the branch head, or a plain path."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-
-    def _git(self, *args: str, cwd: Path | None = None) -> str:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise SourceError(f"git {args[0]} failed: {proc.stderr.strip()[-300:]}")
-        return proc.stdout.strip()
-
-    @property
-    def folder(self) -> Path:
-        return self.settings.clone_dir / self.settings.path if self.settings.remote else self.settings.path
-
-    def sync(self) -> tuple[Path, str]:
-        """(environments folder, revision) at the head of the watched branch."""
-        s = self.settings
-        if s.remote:
-            if not (s.clone_dir / ".git").exists():
-                s.clone_dir.parent.mkdir(parents=True, exist_ok=True)
-                self._git("clone", "--quiet", "--branch", s.branch, s.remote, str(s.clone_dir))
-            else:
-                self._git("fetch", "--quiet", "origin", s.branch, cwd=s.clone_dir)
-                self._git("reset", "--quiet", "--hard", f"origin/{s.branch}", cwd=s.clone_dir)
-            return s.clone_dir / s.path, self._git("rev-parse", "HEAD", cwd=s.clone_dir)
-        try:
-            revision = self._git("rev-parse", "HEAD", cwd=s.path if s.path.is_dir() else None)
-        except SourceError:
-            revision = ""
-        return s.path, revision
 
 
 @dataclass
@@ -86,8 +35,8 @@ class _Schedule:
     requested_at: float | None = None
 
 
-class Reconciler:
-    def __init__(self, settings: Settings, store: Store, metrics: Metrics):
+class Reconciler(Phases):
+    def __init__(self, settings: ServiceSettings, store: Store, metrics: Metrics):
         self.settings = settings
         self.store = store
         self.metrics = metrics
@@ -157,7 +106,7 @@ class Reconciler:
             )
 
     def start(self) -> None:
-        if self.settings.remote and not (self.settings.clone_dir / ".git").exists():
+        if self.settings.remote and not self.source.cloned:
             with contextlib.suppress(SourceError):  # every pass reports it until the remote answers
                 self.source.sync()  # the first clone, so there are environments to schedule
         self._thread = threading.Thread(target=self._loop, name="stackward-reconciler", daemon=True)
@@ -240,164 +189,3 @@ class Reconciler:
                 self.metrics.observe(status, time.monotonic() - started)
             self.notifier.changed(before, status)
         return status
-
-    def _fail(self, status: EnvironmentStatus, reason: Reason, message: str) -> None:
-        status.failures += 1
-        status.set(Type.READY, False, reason, message)
-        if status.failures >= self.settings.max_failures:
-            status.set(
-                Type.STALLED,
-                True,
-                Reason.RETRY_LIMIT_REACHED,
-                f"{status.failures} failures in a row; last: {message}",
-            )
-        self.metrics.failed(status.name)
-
-    def _pass(self, status: EnvironmentStatus) -> None:
-        name = status.name
-        try:
-            root, revision = self.source.sync()
-        except SourceError as exc:
-            self._fail(status, Reason.SOURCE_FAILED, str(exc))
-            return
-        spec_changed = revision != status.desired_revision
-        status.desired_revision = revision
-        if spec_changed:
-            status.conditions.pop(Type.STALLED, None)  # new specs: try again from scratch
-            status.failures = 0
-        try:
-            report = validate(root, name)
-        except UsageError as exc:
-            self._fail(status, Reason.INVALID_SPECS, str(exc))
-            return
-        if not report.ok:
-            first = report.errors[0]
-            where = f"{first.location.file}:{first.location.line}: " if first.location else ""
-            self._fail(
-                status, Reason.INVALID_SPECS, f"{len(report.errors)} error(s); first: {where}{first.message}"
-            )
-            return
-        env = report.environments[0]
-        state_root = self.settings.state_dir or report.repo.repo_root / ".stackward"
-        self._release_stale_lock(EnvironmentState(state_root, name))
-        try:
-            planned = plan_environment(env, report.repo, state_root, 60, lambda m: None, self.reader)
-        except (TerraformError, ZenmlError, LockError) as exc:
-            self._fail(status, Reason.PLAN_FAILED, str(exc))
-            return
-        plan = planned.plan
-        status.last_plan = {
-            **plan.content(),
-            "summary": plan.summary(),
-            "hash": plan.digest(),
-            "revision": revision,
-        }
-        if not plan.has_changes:
-            status.failures = 0
-            status.conditions.pop(Type.STALLED, None)
-            status.set(Type.READY, True, Reason.UP_TO_DATE, f"in sync with {revision[:12] or 'the specs'}")
-            status.set(Type.DRIFTED, False, Reason.NO_DRIFT, "")
-            status.applied_revision = revision  # converged with this revision: later differences are drift
-            return
-        drift = bool(status.applied_revision) and status.applied_revision == revision
-        if drift:
-            status.set(Type.DRIFTED, True, Reason.DRIFT_DETECTED, _describe(plan))
-            if (env.settings.get("drift") or "report") != "heal":
-                status.set(
-                    Type.READY,
-                    False,
-                    Reason.DRIFT_DETECTED,
-                    "live state differs from the last apply (report only)",
-                )
-                return
-        elif not self.settings.auto_sync:
-            status.set(
-                Type.READY, False, Reason.OUT_OF_SYNC, f"{revision[:12]} is not applied yet: {plan.summary()}"
-            )
-            return
-        self._apply(status, env, report, state_root, planned, revision, healing=drift)
-
-    def _apply(
-        self,
-        status: EnvironmentStatus,
-        env,
-        report,
-        state_root: Path,
-        planned: Planned,
-        revision: str,
-        healing: bool,
-    ) -> None:
-        def gate(fresh: Planned) -> None:
-            found = plan_policy_findings([env], report.repo, {env.name: fresh}, PolicyOptions())
-            blocking = [d for d in found if d.is_error]
-            if blocking:
-                raise ApplyRefused(f"denied by policy: {blocking[0].message}")
-
-        started = now()
-        try:
-            result = apply_environment(
-                env,
-                report.repo,
-                state_root,
-                reviewed=planned.plan,
-                lock_timeout=60,
-                progress=lambda m: None,
-                check=gate,
-                reader=self.reader,
-            )
-        except (ApplyRefused, PolicyEngineError, PolicySourceError) as exc:
-            self._fail(status, Reason.APPLY_REFUSED, str(exc))
-            return
-        except (LockError, TerraformError, ZenmlError) as exc:
-            self._fail(status, Reason.APPLY_FAILED, str(exc))
-            self.store.record(
-                status.name,
-                {
-                    "revision": revision,
-                    "started": started,
-                    "finished": now(),
-                    "result": "failed",
-                    "error": str(exc)[:500],
-                },
-                self.settings.history_size,
-            )
-            return
-        status.failures = 0
-        status.conditions.pop(Type.STALLED, None)
-        status.applied_revision = revision
-        reason = Reason.DRIFT_HEALED if healing else Reason.APPLIED
-        status.set(
-            Type.READY, True, reason, f"applied {planned.plan.summary()} at {revision[:12] or 'the specs'}"
-        )
-        status.set(Type.DRIFTED, False, Reason.DRIFT_HEALED if healing else Reason.NO_DRIFT, "")
-        self.store.record(
-            status.name,
-            {
-                "revision": revision,
-                "plan_hash": planned.plan.digest(),
-                "started": started,
-                "finished": now(),
-                "result": "healed" if healing else "applied",
-                "apply": result.apply_id,
-                "changes": [f"{c.action.value} {c.address}" for c in result.applied],
-            },
-            self.settings.history_size,
-        )
-        self.metrics.applied(status.name)
-
-    def _release_stale_lock(self, state: EnvironmentState) -> None:
-        """A lock left by a run that died on this machine (a restart mid-apply) is released."""
-        holder = read_holder(state)
-        if holder and holder_is_stale(holder):
-            unlock(state)
-
-
-def _describe(plan: EnvironmentPlan) -> str:
-    """The drift, field by field, for the status message."""
-    lines = []
-    for change in plan.changes:
-        if change.action is Action.NO_OP:
-            continue
-        fields = "; ".join(f"{f.path}: {f.before!r} -> {f.after!r}" for f in change.fields[:5])
-        lines.append(f"{change.action.value} {change.address}" + (f" ({fields})" if fields else ""))
-    return "; ".join(lines[:10])

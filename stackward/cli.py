@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from stackward.policy.check import PolicyOptions
-from stackward.policy.engine import DEFAULT_NAMESPACE
-from stackward.resolve import UsageError
-from stackward.schema import KINDS, bundle, kind_schema
-from stackward.zenml_catalog import CatalogError
+from stackward.errors import EXIT_FINDINGS, SpecsInvalid, StackwardError, UsageError
+from stackward.settings import Settings
+from stackward.spec.schema import KINDS, bundle, kind_schema
 
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
-EXIT_CANNOT_RUN = 3
+if TYPE_CHECKING:
+    from stackward.pipeline import Pipeline
+    from stackward.plan.changes import Plan
 
 
 class _Commands(click.Group):
@@ -47,6 +44,37 @@ def main() -> None:
     """GitOps for ML platform infrastructure: ZenML stacks and Terraform, per environment."""
 
 
+def _fail(exc: StackwardError) -> NoReturn:
+    """A user's error, printed at the edge: the findings it carries, then its message."""
+    if isinstance(exc, SpecsInvalid):
+        from stackward.output.human import render_diagnostic
+
+        for diag in exc.findings:
+            click.echo(render_diagnostic(diag))
+        click.echo(click.style(f"stackward: {exc}", fg="red", bold=True), err=True)
+    else:
+        click.echo(click.style(f"stackward: {exc}", fg="red"), err=True)
+    sys.exit(exc.exit_code)
+
+
+class _Guarded(click.Command):
+    """A command whose StackwardErrors end it with their exit code and message, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StackwardError as exc:
+            _fail(exc)
+
+
+def _command(group: click.Group, name: str | None = None) -> Callable[[Callable], click.Command]:
+    return group.command(name, cls=_Guarded)
+
+
+def _path_argument(command: Callable) -> Callable:
+    return click.argument("path", type=click.Path(path_type=Path), required=False)(command)
+
+
 def _check_options(command: Callable) -> Callable:
     """PATH, --env and --format, shared by the commands that check specs."""
     command = click.option(
@@ -57,10 +85,8 @@ def _check_options(command: Callable) -> Callable:
         show_default=True,
         help="human for terminals, json for tools, github for workflow annotations.",
     )(command)
-    command = click.option("--env", "env", metavar="NAME", help="Check only this environment.")(command)
-    return click.argument("path", type=click.Path(path_type=Path), default="environments", required=False)(
-        command
-    )
+    command = click.option("--env", "env", metavar="NAME", help="Only this environment.")(command)
+    return _path_argument(command)
 
 
 def _policy_options(command: Callable) -> Callable:
@@ -68,9 +94,8 @@ def _policy_options(command: Callable) -> Callable:
     options = [
         click.option(
             "--policies",
-            "policies",
             type=click.Path(path_type=Path),
-            help="Policies folder. Default: policies/ at the repository root.",
+            help="Policies folder [STACKWARD_POLICIES]. Default: policies/ at the repository root.",
         ),
         click.option(
             "--policies-ref",
@@ -79,19 +104,19 @@ def _policy_options(command: Callable) -> Callable:
         ),
         click.option(
             "--namespace",
-            default=DEFAULT_NAMESPACE,
-            show_default=True,
-            envvar="STACKWARD_POLICY_NAMESPACE",
-            help="Rego package prefix whose deny/warn rules are evaluated.",
+            "policy_namespace",
+            help="Rego package prefix whose deny/warn rules are evaluated [STACKWARD_POLICY_NAMESPACE]. "
+            "Default: stackward.",
         ),
         click.option(
             "--opa-url",
-            envvar="STACKWARD_OPA_URL",
-            help="Evaluate on this OPA server (token from STACKWARD_OPA_TOKEN). Default: embedded engine.",
+            help="Evaluate on this OPA server (token from STACKWARD_OPA_TOKEN) [STACKWARD_OPA_URL]. "
+            "Default: the embedded engine.",
         ),
         click.option(
             "--opa-preloaded",
             is_flag=True,
+            default=None,
             help="The OPA server already has the policies (a bundle): query only, upload nothing.",
         ),
     ]
@@ -100,51 +125,53 @@ def _policy_options(command: Callable) -> Callable:
     return command
 
 
-def _run_checks(path: Path, env: str | None, fmt: str, policy: PolicyOptions | None) -> None:
-    from stackward.output import FORMATS
-    from stackward.policy.engine import PolicyEngineError
-    from stackward.policy.sources import PolicySourceError
-    from stackward.validation import validate as run_validation
+def _state_options(command: Callable) -> Callable:
+    command = click.option(
+        "--lock-timeout",
+        type=float,
+        help="Seconds to wait for an environment held by another run [STACKWARD_LOCK_TIMEOUT]. Default: 300.",
+    )(command)
+    return click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Where per-environment state lives [STACKWARD_STATE_DIR]. "
+        "Default: .stackward/ at the repository root.",
+    )(command)
 
-    try:
-        report = run_validation(path, env, policy=policy)
-    except (UsageError, PolicySourceError) as exc:
-        click.echo(f"stackward: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except (CatalogError, PolicyEngineError) as exc:
-        click.echo(f"stackward: {exc}", err=True)
-        sys.exit(EXIT_CANNOT_RUN)
+
+def _pipeline(path: Path | None, **given: Any) -> Pipeline:
+    """The pipeline with the settings: defaults, STACKWARD_* variables, then these options."""
+    from stackward.pipeline import Pipeline
+
+    given.pop("policies_ref", None)
+    return Pipeline(Settings.load(path=path, **given), progress=_progress)
+
+
+def _progress(message: str) -> None:
+    click.echo(click.style(f"… {message}", dim=True), err=True)
+
+
+def _report(path: Path | None, env: str | None, fmt: str, required: bool | None, **given: Any) -> None:
+    """Validate, then (unless `required` is None) the policy gate; print in `fmt`, exit."""
+    from stackward.output import FORMATS
+
+    pipeline = _pipeline(path, **given)
+    policy = None
+    if required is not None:
+        policy = pipeline.policy_options(required=required, base_ref=given.get("policies_ref"))
+    report = pipeline.validate(env, policy)
     click.echo(FORMATS[fmt](report))
     sys.exit(0 if report.ok else EXIT_FINDINGS)
 
 
-def _policy(
-    policies: Path | None,
-    policies_ref: str | None,
-    namespace: str,
-    opa_url: str | None,
-    opa_preloaded: bool,
-    required: bool,
-) -> PolicyOptions:
-    return PolicyOptions(
-        folder=policies,
-        namespace=namespace,
-        base_ref=policies_ref,
-        opa_url=opa_url,
-        opa_token=os.environ.get("STACKWARD_OPA_TOKEN"),
-        opa_upload=not opa_preloaded,
-        required=required,
-    )
-
-
-@main.command()
+@_command(main)
 @_check_options
 @click.option("--no-policy", is_flag=True, help="Skip the policy gate.")
 @_policy_options
-def validate(path: Path, env: str | None, fmt: str, no_policy: bool, **policy: Any) -> None:
+def validate(path: Path | None, env: str | None, fmt: str, no_policy: bool, **policy: Any) -> None:
     """Check the specs under PATH (default: environments/) and report every problem,
     then evaluate the policies on the environments that are valid."""
-    _run_checks(path, env, fmt, None if no_policy else _policy(**policy, required=False))
+    _report(path, env, fmt, None if no_policy else False, **policy)
 
 
 @main.group()
@@ -152,15 +179,15 @@ def policy() -> None:
     """The policy gate: OPA/Rego policies on specs and plans."""
 
 
-@policy.command("check")
+@_command(policy, "check")
 @_check_options
 @_policy_options
-def policy_check(path: Path, env: str | None, fmt: str, **policy: Any) -> None:
+def policy_check(path: Path | None, env: str | None, fmt: str, **policy: Any) -> None:
     """Validate PATH, then evaluate the policies (a missing policies folder is an error)."""
-    _run_checks(path, env, fmt, _policy(**policy, required=True))
+    _report(path, env, fmt, True, **policy)
 
 
-@policy.command("test")
+@_command(policy, "test")
 @click.option(
     "--policies",
     type=click.Path(path_type=Path, file_okay=False),
@@ -172,13 +199,9 @@ def policy_test(policies: Path) -> None:
     """Run the Rego unit tests (rules named test_*) and print pass/fail per test."""
     from stackward.output.human import render_diagnostic
     from stackward.policy.embedded import EmbeddedEngine
-    from stackward.policy.sources import PolicySourceError, from_folder
+    from stackward.policy.sources import from_folder
 
-    try:
-        files = from_folder(policies)
-    except PolicySourceError as exc:
-        click.echo(f"stackward: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    files = from_folder(policies)
     engine = EmbeddedEngine()
     errors = engine.load(files)
     for diag in errors:
@@ -193,98 +216,35 @@ def policy_test(policies: Path) -> None:
     sys.exit(EXIT_FINDINGS if failed or errors or not results else 0)
 
 
-def _state_options(command: Callable) -> Callable:
-    command = click.option(
-        "--lock-timeout",
-        type=float,
-        default=60.0,
-        show_default=True,
-        help="Seconds to wait for an environment held by another run.",
-    )(command)
-    return click.option(
-        "--state-dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        envvar="STACKWARD_STATE_DIR",
-        help="Where per-environment state lives. Default: .stackward/ at the repository root.",
-    )(command)
-
-
-def _validated(path: Path, env: str | None) -> Any:
-    """Validation (no policies yet: they run on the plan); exits with the findings if any."""
-    from stackward.output.human import render as render_report
-    from stackward.validation import validate as run_validation
-
-    try:
-        report = run_validation(path, env)
-    except UsageError as exc:
-        click.echo(f"stackward: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except CatalogError as exc:
-        click.echo(f"stackward: {exc}", err=True)
-        sys.exit(EXIT_CANNOT_RUN)
-    if not report.ok:
-        click.echo(render_report(report))
-        sys.exit(EXIT_FINDINGS)
-    return report
-
-
-def _progress(message: str) -> None:
-    click.echo(click.style(f"… {message}", dim=True), err=True)
-
-
-@main.command()
+@_command(main)
 @_check_options
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the plan as JSON here.")
 @_state_options
 @_policy_options
-def plan(
-    path: Path,
-    env: str | None,
-    fmt: str,
-    out: Path | None,
-    state_dir: Path | None,
-    lock_timeout: float,
-    **policy: Any,
-) -> None:
+def plan(path: Path | None, env: str | None, fmt: str, out: Path | None, **given: Any) -> None:
     """Show what applying would change in each environment (ZenML and Terraform)."""
-    from stackward.changes import EnvironmentPlan, Plan
-    from stackward.executors.terraform import TerraformError
-    from stackward.executors.zenml import ZenmlError
     from stackward.output.human import render_diagnostic
     from stackward.output.plan_text import render
-    from stackward.planning import Planned, plan_environment, plan_policy_findings, promotion_order, revision
-    from stackward.state import LockError
 
-    report = _validated(path, env)
-    state_root = state_dir or report.repo.repo_root / ".stackward"
-    planned: dict[str, Planned] = {}
-    for environment in promotion_order(report.environments):
-        try:
-            planned[environment.name] = plan_environment(
-                environment, report.repo, state_root, lock_timeout, _progress
-            )
-        except (TerraformError, ZenmlError, LockError) as exc:
-            planned[environment.name] = Planned(EnvironmentPlan(environment.name, error=str(exc)))
-    findings = plan_policy_findings(
-        report.environments, report.repo, planned, _policy(**policy, required=False)
-    )
-    result = Plan(revision(report.repo), [p.plan for p in planned.values()])
+    pipeline = _pipeline(path, **given)
+    report = pipeline.checked(env)
+    outcome = pipeline.plan(report, report.environments, policies_ref=given.get("policies_ref"))
+    result = outcome.plan
     if out is not None:
         out.write_text(result.to_json())
     if fmt == "json":
         click.echo(result.to_json())
     else:
         click.echo(render(result.environments, result.digest))
-        for diag in findings:
+        for diag in outcome.findings:
             click.echo(render_diagnostic(diag))
         if out is not None:
             click.echo(f"plan written to {out}; apply exactly this plan with: stackward apply --plan {out}")
-    failed = any(p.error for p in result.environments) or any(d.is_error for d in findings)
-    sys.exit(EXIT_FINDINGS if failed else 0)
+    sys.exit(0 if outcome.ok else EXIT_FINDINGS)
 
 
-@main.command()
-@click.argument("path", type=click.Path(path_type=Path), default="environments", required=False)
+@_command(main)
+@_path_argument
 @click.option("--env", "env", metavar="NAME", help="Apply only this environment.")
 @click.option(
     "--plan",
@@ -294,118 +254,71 @@ def plan(
 )
 @_state_options
 @_policy_options
-def apply(
-    path: Path,
-    env: str | None,
-    plan_file: Path | None,
-    state_dir: Path | None,
-    lock_timeout: float,
-    **policy: Any,
-) -> None:
+def apply(path: Path | None, env: str | None, plan_file: Path | None, **given: Any) -> None:
     """Apply the environments in promotion order (dev -> staging -> prod), stopping at the first failure."""
-    from stackward.changes import Plan
-    from stackward.executors.terraform import TerraformError
-    from stackward.executors.zenml import ZenmlError
-    from stackward.output.human import render_diagnostic
     from stackward.output.plan_text import render_environment
-    from stackward.planning import (
-        ApplyRefused,
-        Planned,
-        apply_environment,
-        plan_policy_findings,
-        promotion_order,
-    )
-    from stackward.state import LockError
 
-    reviewed = None
-    if plan_file is not None:
-        try:
-            reviewed = Plan.from_json(plan_file.read_text())
-        except (ValueError, KeyError) as exc:
-            click.echo(f"stackward: {plan_file}: not a stackward plan: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
-    report = _validated(path, env)
-    state_root = state_dir or report.repo.repo_root / ".stackward"
-    options = _policy(**policy, required=False)
-    environments = promotion_order(report.environments)
+    reviewed = _reviewed_plan(plan_file) if plan_file is not None else None
+    pipeline = _pipeline(path, **given)
+    report = pipeline.checked(env)
+    environments = report.environments
     if reviewed is not None:
         environments = [e for e in environments if reviewed.environment(e.name) is not None]
-
-    for environment in environments:
-
-        def gate(planned: Planned, environment: Any = environment) -> None:
-            click.echo(render_environment(planned.plan))
-            found = plan_policy_findings([environment], report.repo, {environment.name: planned}, options)
-            blocking = [d for d in found if d.is_error]
-            if blocking:
-                raise ApplyRefused(
-                    f"{environment.name}: denied by policy, nothing was applied:\n"
-                    + "\n".join(render_diagnostic(d) for d in blocking)
-                )
-
-        try:
-            result = apply_environment(
-                environment,
-                report.repo,
-                state_root,
-                reviewed=reviewed.environment(environment.name) if reviewed else None,
-                lock_timeout=lock_timeout,
-                progress=_progress,
-                check=gate,
-            )
-        except (ApplyRefused, LockError, TerraformError, ZenmlError) as exc:
-            click.echo(click.style(str(exc), fg="red"), err=True)
-            sys.exit(EXIT_FINDINGS)
-        if result.changed:
+    held_to = {e.name: reviewed.environment(e.name) if reviewed else None for e in environments}
+    shown = lambda planned: click.echo(render_environment(planned.plan))  # noqa: E731
+    for applied in pipeline.apply(report, environments, held_to, on_plan=shown):
+        if applied.error is not None:
+            raise applied.error
+        result = applied.result
+        if result is not None and result.changed:
             click.echo(
-                f"{environment.name}: applied {len(result.applied)} change(s) (ledger entry {result.apply_id})"
+                f"{applied.environment}: applied {len(result.applied)} change(s) (ledger entry {result.apply_id})"
             )
-        else:
-            click.echo(f"{environment.name}: no changes")
+        elif result is not None:
+            click.echo(f"{applied.environment}: no changes")
 
 
-@main.command()
+def _reviewed_plan(plan_file: Path) -> Plan:
+    from stackward.plan.changes import Plan
+
+    try:
+        return Plan.from_json(plan_file.read_text())
+    except (ValueError, KeyError) as exc:
+        raise UsageError(f"{plan_file}: not a stackward plan: {exc}") from None
+
+
+@_command(main)
 @click.argument("env_a")
 @click.argument("env_b")
-@click.argument("path", type=click.Path(path_type=Path), default="environments", required=False)
-def diff(env_a: str, env_b: str, path: Path) -> None:
+@_path_argument
+def diff(env_a: str, env_b: str, path: Path | None) -> None:
     """How two environments' specs differ (e.g. staging and prod), names compared without their prefix."""
-    from stackward.environment_diff import diff_environments
+    from stackward.spec.diff import diff_environments
 
-    report = _validated(path, None)
-    by_name = {e.name: e for e in report.environments}
-    for name in (env_a, env_b):
-        if name not in by_name:
-            click.echo(f"stackward: no environment named {name!r}", err=True)
-            sys.exit(EXIT_USAGE)
-    lines = diff_environments(by_name[env_a], by_name[env_b])
+    pipeline = _pipeline(path)
+    report = pipeline.checked()
+    a, b = pipeline.select(report, [env_a, env_b])
+    lines = diff_environments(a, b)
     click.echo("\n".join(lines) if lines else f"{env_a} and {env_b} declare the same resources and settings")
 
 
-@main.command()
+@_command(main)
 @click.argument("env")
-@click.argument("path", type=click.Path(path_type=Path), default="environments", required=False)
-@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), envvar="STACKWARD_STATE_DIR")
+@_path_argument
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="[STACKWARD_STATE_DIR]")
 @click.option("--force", is_flag=True, help="Release it even if the holder may still be running.")
-def unlock(env: str, path: Path, state_dir: Path | None, force: bool) -> None:
+def unlock(env: str, path: Path | None, state_dir: Path | None, force: bool) -> None:
     """Release an environment's lock left behind by a run that was killed."""
-    from stackward.resolve import discover
-    from stackward.state import EnvironmentState, LockError
-    from stackward.state import unlock as release
+    from stackward.plan.state import EnvironmentState
+    from stackward.plan.state import unlock as release
+    from stackward.spec.resolve import discover
 
-    try:
-        repo, _ = discover(path)
-    except UsageError as exc:
-        click.echo(f"stackward: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    try:
-        click.echo(release(EnvironmentState(state_dir or repo.repo_root / ".stackward", env), force=force))
-    except LockError as exc:
-        click.echo(f"stackward: {exc}", err=True)
-        sys.exit(EXIT_FINDINGS)
+    settings = Settings.load(path=path, state_dir=state_dir)
+    repo, _ = discover(settings.path)
+    click.echo(release(EnvironmentState(settings.state_root(repo.repo_root), env), force=force))
 
 
-@main.command()
+@_command(main)
 @click.argument("kind", required=False, type=click.Choice(KINDS))
 @click.option(
     "--out",

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from stackward.cli import main
-from stackward.zenml_catalog import load_catalog
+from stackward.settings import Settings
+from stackward.zenml.catalog import load_catalog
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "environments"
 
@@ -23,7 +24,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory):
     """The catalog of the installed zenml, built from scratch into a private cache."""
     os.environ["STACKWARD_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
     load_catalog.cache_clear()
-    return load_catalog()
+    return load_catalog(Settings.load().cache_dir)
 
 
 @pytest.fixture

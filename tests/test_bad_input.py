@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import run, validate_json, write
 
-from stackward.loader import MAX_FILE_BYTES
+from stackward.spec.loader import MAX_FILE_BYTES
 
 SPEC_HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 

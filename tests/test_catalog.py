@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stackward.zenml_catalog import catalog_path, load_catalog, zenml_version
+from stackward.settings import Settings
+from stackward.zenml.catalog import catalog_path, load_catalog, zenml_version
 
 
 def test_catalog_is_cached_on_disk_keyed_by_zenml_version(catalog):
-    path = catalog_path()
+    cache_dir = Settings.load().cache_dir
+    path = catalog_path(cache_dir)
     assert path.parent == Path(os.environ["STACKWARD_CACHE_DIR"])
     assert zenml_version() in path.name
     assert path.exists()
     assert catalog.zenml_version == zenml_version()
     before = path.stat().st_mtime_ns
     load_catalog.cache_clear()
-    assert load_catalog() == catalog
+    assert load_catalog(cache_dir) == catalog
     assert path.stat().st_mtime_ns == before  # read back, not rebuilt
 
 

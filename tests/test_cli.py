@@ -13,7 +13,7 @@ from conftest import EXAMPLES, run, write
 from jsonschema import Draft202012Validator
 
 from stackward.output.github import escape_data, escape_property
-from stackward.schema import KINDS
+from stackward.spec.schema import KINDS
 
 STACKWARD = shutil.which("stackward", path=os.path.dirname(sys.executable)) or "stackward"
 
@@ -101,7 +101,7 @@ def test_installed_entry_point_reports_without_a_traceback(examples: Path):
 
 def test_validate_does_not_import_zenml_once_the_catalog_is_cached():
     code = (
-        "import sys; from pathlib import Path; from stackward.validation import validate;"
+        "import sys; from pathlib import Path; from stackward.checks.validate import validate;"
         f"r = validate(Path({str(EXAMPLES)!r})); print(r.ok, 'zenml' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from conftest import EXAMPLES, run, validate_json
 
-from stackward.resolve import Resolver, discover
+from stackward.spec.resolve import Resolver, discover
 
 
 def resolved(name: str):

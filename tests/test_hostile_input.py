@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES, run, validate_json, write
 
-from stackward.validation import validate
+from stackward.checks.validate import validate
 
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 SECRET = "-----BEGIN PRIVATE KEY-----MIIEvQIBADANsecretbits"
@@ -106,7 +106,7 @@ def test_optional_secret_fields_of_connectors_are_recognised(examples: Path):
 
 
 def test_a_merged_key_does_not_move_an_explicit_keys_line(tmp_path: Path):
-    from stackward.loader import load_file
+    from stackward.spec.loader import load_file
 
     path = tmp_path / "merge.yaml"
     path.write_text("base: &v\n  tier: gold\nlabels:\n  tier: 5\n  <<: *v\n")
@@ -123,7 +123,7 @@ def test_keys_yaml_would_read_as_something_else_must_be_quoted(examples: Path, k
 
 
 def test_variables_inside_text_read_like_yaml(examples: Path):
-    from stackward.resolve import Resolver, discover
+    from stackward.spec.resolve import Resolver, discover
 
     env = (
         (examples / "local/environment.yaml")

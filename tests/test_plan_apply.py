@@ -18,9 +18,9 @@ from conftest import EXAMPLES, run, write
 from postgres import postgres_server
 from zenml_tools import copy_store, zenml_run, zenml_state
 
-from stackward.executors.zenml import StoreReader, ZenmlError, ZenmlExecutor
-from stackward.state import EnvironmentState, Ledger, environment_lock
-from stackward.validation import validate
+from stackward.checks.validate import validate
+from stackward.plan.state import EnvironmentState, Ledger, environment_lock
+from stackward.zenml.executor import StoreReader, ZenmlError, ZenmlExecutor
 
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 IMAGE_BUILDER = HEAD + (

@@ -27,7 +27,7 @@ from fixtures_path import shared_fixtures
 from zenml_tools import zenml_run, zenml_state
 
 from reconciler.app import create_app
-from reconciler.config import Settings
+from reconciler.config import ServiceSettings
 
 TOKEN = "api-t0ken"
 SECRET = "webhook-s3cret"
@@ -95,7 +95,7 @@ class Service:
 def running_service(tmp_path: Path, store_template: Path, **extra: object) -> Iterator[Service]:
     """A git repo with the local environment, and the service on a loopback port."""
     repo, state = local_repo(tmp_path, store_template)
-    settings = Settings(
+    settings = ServiceSettings(
         path=repo / "environments",
         branch="master",
         state_dir=state,
@@ -187,7 +187,7 @@ def test_drift_is_only_reported_where_the_environment_says_report(service: Servi
     drifted = service.condition("Drifted")
     assert drifted["status"] == "True" and drifted["reason"] == "DriftDetected"
     assert "update zenml.StackComponent.local-orchestrator" in drifted["message"]
-    assert "labels.team: 'someone-else' -> 'ml-platform'" in drifted["message"]
+    assert "labels.team: someone-else -> ml-platform" in drifted["message"]  # values as in plans, not Python reprs
     assert "alice-builder" not in drifted["message"]  # not ours: not drift, never touched
     assert service.condition("Ready")["status"] == "False"
     components = zenml_state(service.state, "local")["components"]
@@ -271,7 +271,7 @@ def test_two_replicas_on_postgres_never_reconcile_the_same_environment_at_once(
     repo, state = local_repo(tmp_path, store_template)
     with postgres_server() as url:
         database = url.replace("postgres://", "postgresql+psycopg://").split("?")[0]
-        settings = Settings(
+        settings = ServiceSettings(
             path=repo / "environments", branch="master", state_dir=state, database_url=database
         )
         replicas = [Reconciler(settings, Store(database), Metrics()) for _ in range(2)]
@@ -353,7 +353,7 @@ def test_terraform_state_edited_by_hand_is_drift_and_is_healed(service: Service)
 def test_a_git_remote_is_cloned_and_followed(tmp_path: Path, store_template: Path):
     """With `remote` set, the service keeps its own clone at the branch head."""
     origin, state = local_repo(tmp_path, store_template, name="origin")
-    settings = Settings(
+    settings = ServiceSettings(
         path=Path("environments"),
         remote=str(origin),
         branch="master",
@@ -395,7 +395,7 @@ def test_a_git_remote_is_cloned_and_followed(tmp_path: Path, store_template: Pat
 def test_a_restart_mid_apply_resumes_and_sigterm_finishes_the_pass(tmp_path: Path, store_template: Path):
     """The real `stackward serve` process: killed in the middle of an apply, started again, it
     converges without applying anything twice; SIGTERM lets the pass under way finish."""
-    from stackward.state import EnvironmentState, Ledger
+    from stackward.plan.state import EnvironmentState, Ledger
 
     many = "---\n".join(
         f"apiVersion: stackward.dev/v1alpha1\nkind: StackComponent\nmetadata: {{name: local-b{i}}}\n"
@@ -465,7 +465,7 @@ def test_settings_from_environment_variables_have_their_types(monkeypatch: pytes
     monkeypatch.setenv("STACKWARD_AUTO_SYNC", "false")
     monkeypatch.setenv("STACKWARD_INTERVAL", "60")
     monkeypatch.setenv("STACKWARD_STATE_DIR", "/srv/state")
-    settings = Settings.load()
+    settings = ServiceSettings.load()
     assert settings.path == Path("/srv/environments") and settings.state_dir == Path("/srv/state")
     assert (settings.port, settings.auto_sync, settings.interval) == (9090, False, 60.0)
 
@@ -479,10 +479,10 @@ def test_a_pass_stuck_reading_zenml_times_out_and_the_next_pass_recovers(
     from reconciler.service import Reconciler
     from reconciler.status import Type
     from reconciler.store import Store
-    from stackward.state import EnvironmentState
+    from stackward.plan.state import EnvironmentState
 
     repo, state = local_repo(tmp_path, store_template)
-    settings = Settings(path=repo / "environments", branch="master", state_dir=state)
+    settings = ServiceSettings(path=repo / "environments", branch="master", state_dir=state)
     reconciler = Reconciler(settings, Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), Metrics())
     try:
         assert reconciler.run_pass("local").ready
@@ -519,7 +519,9 @@ def test_an_unexpected_error_is_a_recorded_failure_and_the_environment_is_retrie
     repo, _ = local_repo(tmp_path, store_template)
     not_a_folder = tmp_path / "state-file"
     not_a_folder.write_text("a file where the state folder should be\n")
-    settings = Settings(path=repo / "environments", branch="master", state_dir=not_a_folder, backoff=600)
+    settings = ServiceSettings(
+        path=repo / "environments", branch="master", state_dir=not_a_folder, backoff=600
+    )
     reconciler = Reconciler(settings, Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), Metrics())
     try:
         status = reconciler.run_pass("local")

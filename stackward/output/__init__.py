@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from stackward.checks.validate import Report
 from stackward.output import github, human, json_report
-from stackward.validation import Report
 
 FORMATS: dict[str, Callable[[Report], str]] = {
     "human": human.render,

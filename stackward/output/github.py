@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from stackward.checks.validate import Report
 from stackward.diagnostics import Diagnostic
-from stackward.validation import Report
 
 
 def escape_data(text: str) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from stackward.checks.validate import Report
 from stackward.diagnostics import Diagnostic, Severity, format_json_path
-from stackward.validation import Report
 
 
 def _where(diag: Diagnostic) -> str:

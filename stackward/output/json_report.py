@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from stackward.validation import Report
+from stackward.checks.validate import Report
 
 
 def render(report: Report) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from stackward.changes import SYMBOLS, Action, Change, EnvironmentPlan
+from stackward.plan.changes import SYMBOLS, Action, Change, EnvironmentPlan
 
 _COLOURS = {
     Action.CREATE: "green",
@@ -18,7 +18,8 @@ _COLOURS = {
 }
 
 
-def _value(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A plan value as people read it: strings as they are, anything else as JSON, shortened."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 120 else text[:117] + "..."
 
@@ -36,9 +37,9 @@ def render_change(change: Change) -> list[str]:
         lines.append(f"      because {change.reason}")
     for field in change.fields:
         if change.action is Action.CREATE:
-            lines.append(f"      {field.path}: {_value(field.after)}")
+            lines.append(f"      {field.path}: {format_value(field.after)}")
         else:
-            lines.append(f"      {field.path}: {_value(field.before)} -> {_value(field.after)}")
+            lines.append(f"      {field.path}: {format_value(field.before)} -> {format_value(field.after)}")
     return lines
 
 

@@ -14,7 +14,7 @@ from stackward.policy.engine import DEFAULT_NAMESPACE, PolicyEngine, PolicyEvalu
 from stackward.policy.input import PullRequest, build_input
 from stackward.policy.results import collect, to_diagnostics
 from stackward.policy.sources import PolicySourceError, changed_since, from_folder, from_git_ref
-from stackward.resolve import Environment, Repo
+from stackward.spec.model import Environment, Repo
 
 
 @dataclass

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from stackward.diagnostics import Diagnostic
+from stackward.errors import CannotRun
 from stackward.policy.sources import PolicyFile
 
 DEFAULT_NAMESPACE = "stackward"
 
 
-class PolicyEngineError(Exception):
+class PolicyEngineError(CannotRun):
     """The engine could not run (unreachable server, refused token)."""
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stackward.resolve import Environment, Repo, Resource
+from stackward.spec.model import Environment, Repo, Resource
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,13 @@ def build_input(
 ) -> dict[str, Any]:
     """The policy input for one environment (plan keys stay empty until a plan exists)."""
     settings = env.settings
-    promotion = settings.get("promotion") if isinstance(settings.get("promotion"), dict) else {}
     return {
         "environment": {
             "name": env.name,
-            "labels": settings.get("labels") or {},
-            "promotion": {"after": promotion.get("after")},
-            "drift": settings.get("drift", "report"),
-            "zenml": {"mode": (settings.get("zenml") or {}).get("mode", "embedded")},
+            "labels": settings.labels,
+            "promotion": {"after": settings.promotion_after},
+            "drift": settings.drift,
+            "zenml": {"mode": settings.zenml_mode},
         },
         "environments": sorted(repo.environments),
         "resources": [_resource(r) for r in env.resources],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stackward.diagnostics import Diagnostic, Severity
-from stackward.resolve import Environment, Resource
+from stackward.spec.model import Environment, Resource
 
 _RULE = re.compile(r"^(deny|violation|warn)(?:_([A-Za-z0-9_]+))?$")
 

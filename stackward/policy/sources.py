@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackward.diagnostics import display_path
+from stackward.errors import UsageError
 
 
-class PolicySourceError(Exception):
+class PolicySourceError(UsageError):
     """Policies could not be read (missing folder, unknown git ref)."""
 
 

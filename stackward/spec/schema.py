@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from stackward.diagnostics import Diagnostic, JsonPath
-from stackward.loader import SourceMap
+from stackward.spec.loader import SourceMap
 
 API_VERSION = "stackward.dev/v1alpha1"
 _MAX_SUGGEST_OPTIONS = 300
@@ -43,7 +43,7 @@ _JSON_TYPES = {
 @cache
 def bundle() -> dict:
     """The whole schema: every kind under $defs, dispatched on `kind`."""
-    text = resources.files("stackward.schemas").joinpath("stackward.schema.json").read_text()
+    text = resources.files("stackward.spec.schemas").joinpath("stackward.schema.json").read_text()
     return json.loads(text)
 
 

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from github import Auth, Github, GithubException, GithubRetry, UnknownObjectException
 
-from stackward.pr_comment import CommentState, parse
+from stackward.errors import CannotRun
+from stackward.github.comment import CommentState, parse
 
 T = TypeVar("T")
 MAX_COMMENT_CHARS = 65_536
@@ -28,7 +29,7 @@ class FoundComment:
     state: CommentState
 
 
-class GitHubError(Exception):
+class GitHubError(CannotRun):
     """A GitHub call failed after its retries."""
 
 

@@ -2,8 +2,9 @@
 
 Importing zenml takes seconds, so the catalog is built once per installed zenml version in
 a subprocess (which also keeps ZenML's process-wide configuration out of ours) and cached
-as JSON on disk: `$STACKWARD_CACHE_DIR`, else `$XDG_CACHE_HOME/stackward`, else
-`~/.cache/stackward`, file `zenml-catalog-<version>.json`.
+as JSON in the settings' cache folder (`cache_dir`: `$STACKWARD_CACHE_DIR`, else
+`$XDG_CACHE_HOME/stackward`, else `~/.cache/stackward`), file
+`zenml-catalog-<zenml version>-v<format>.json`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from stackward.errors import CannotRun
+
 CATALOG_FORMAT = 2
 REQUIRED_SLOTS = ("orchestrator", "artifact_store")
 
@@ -32,7 +35,7 @@ def is_secret_reference(value: object) -> bool:
     return bool(name and dot and key) and not any(c.isspace() for c in inner)
 
 
-class CatalogError(Exception):
+class CatalogError(CannotRun):
     """The ZenML catalog could not be built (zenml missing or broken)."""
 
 
@@ -90,14 +93,6 @@ class Catalog:
         return cls(data["zenml_version"], tuple(data["component_types"]), flavors, connectors)
 
 
-def cache_dir() -> Path:
-    """Where stackward keeps caches."""
-    if os.environ.get("STACKWARD_CACHE_DIR"):
-        return Path(os.environ["STACKWARD_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "stackward"
-
-
 def zenml_version() -> str:
     try:
         return metadata.version("zenml")
@@ -107,14 +102,14 @@ def zenml_version() -> str:
         ) from None
 
 
-def catalog_path() -> Path:
-    return cache_dir() / f"zenml-catalog-{zenml_version()}-v{CATALOG_FORMAT}.json"
+def catalog_path(cache_dir: Path) -> Path:
+    return cache_dir / f"zenml-catalog-{zenml_version()}-v{CATALOG_FORMAT}.json"
 
 
 @cache
-def load_catalog() -> Catalog:
-    """The catalog for the installed zenml, building it on first use."""
-    path = catalog_path()
+def load_catalog(cache_dir: Path) -> Catalog:
+    """The catalog for the installed zenml, building it into `cache_dir` on first use."""
+    path = catalog_path(cache_dir)
     if not path.exists():
         _build_in_subprocess(path)
     return Catalog.from_json(json.loads(path.read_text()))
@@ -135,7 +130,7 @@ def _build_in_subprocess(path: Path) -> None:
             "PYTHONWARNINGS": "ignore",
         }
         proc = subprocess.run(
-            [sys.executable, "-m", "stackward.zenml_catalog", str(path)],
+            [sys.executable, "-m", "stackward.zenml.catalog", str(path)],
             env=env,
             capture_output=True,
             text=True,

@@ -10,89 +10,19 @@ interpolate `${env.*}`/`${var.*}`, and stamp the environment's labels on every r
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from stackward.diagnostics import Diagnostic, JsonPath, Location, display_path
-from stackward.interpolation import Context, InfraRef, interpolate
-from stackward.loader import Document, LoadedFile, SourceMap, load_file
-from stackward.schema import suggest, validate_document
+from stackward.diagnostics import Diagnostic, Location, display_path
+from stackward.errors import UsageError
+from stackward.spec.interpolation import Context, interpolate
+from stackward.spec.loader import Document, LoadedFile, SourceMap, load_file
+from stackward.spec.model import Environment, EnvironmentSettings, Repo, Resource
+from stackward.spec.schema import suggest, validate_document
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 DEFAULT_BASE = "_base"
 _ENVIRONMENT_DOC = re.compile(r"^kind:[ \t]*['\"]?Environment['\"]?[ \t]*(#.*)?$", re.MULTILINE)
-
-
-class UsageError(Exception):
-    """The command was pointed at something that is not an environments folder."""
-
-
-@dataclass
-class Resource:
-    """One resolved spec of an environment (after inheritance and interpolation)."""
-
-    kind: str
-    name: str
-    data: dict
-    positions: SourceMap
-    files: tuple[Path, ...]
-    infra_refs: dict[JsonPath, list[InfraRef]] = field(default_factory=dict)
-
-    @property
-    def spec(self) -> dict:
-        spec = self.data.get("spec")
-        return spec if isinstance(spec, dict) else {}
-
-    @property
-    def labels(self) -> dict:
-        labels = self.data.get("metadata", {}).get("labels")
-        return labels if isinstance(labels, dict) else {}
-
-    def location(self, path: JsonPath = ()) -> Location | None:
-        return self.positions.find(path)
-
-    def diagnostic(self, code: str, message: str, hint: str, path: JsonPath = (), **kw) -> Diagnostic:
-        return Diagnostic(code, message, hint, self.location(path), path, **kw)
-
-
-@dataclass
-class Environment:
-    """An environment: its Environment document and its resolved resources."""
-
-    name: str
-    folder: Path
-    definition: Resource | None
-    resources: list[Resource]
-    bases: list[str]
-    files: list[Path]
-    diagnostics: list[Diagnostic]
-
-    @property
-    def settings(self) -> dict:
-        return self.definition.spec if self.definition else {}
-
-    @cached_property
-    def _by_kind(self) -> dict[str, dict[str, Resource]]:
-        index: dict[str, dict[str, Resource]] = {}
-        for resource in self.resources:
-            index.setdefault(resource.kind, {})[resource.name] = resource
-        return index
-
-    def of_kind(self, kind: str) -> dict[str, Resource]:
-        """Resources of one kind by name."""
-        return self._by_kind.get(kind, {})
-
-
-@dataclass
-class Repo:
-    """An environments folder: where environments and shared folders are."""
-
-    root: Path
-    repo_root: Path
-    environments: dict[str, Path]
-    shared: dict[str, Path]
 
 
 def _spec_files(folder: Path) -> list[Path]:
@@ -113,7 +43,8 @@ def _is_environment_folder(folder: Path) -> bool:
     return False
 
 
-def _git_root(start: Path) -> Path:
+def git_root(start: Path) -> Path:
+    """The repository holding `start` (the folder with .git), else `start` itself."""
     for folder in (start, *start.parents):
         if (folder / ".git").exists():
             return folder
@@ -145,7 +76,7 @@ def discover(path: Path) -> tuple[Repo, str | None]:
     children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     environments = {p.name: p for p in children if is_environment_name(p.name)}
     shared = {p.name: p for p in children if p.name.startswith("_")}
-    return Repo(root, _git_root(root), environments, shared), selected
+    return Repo(root, git_root(root), environments, shared), selected
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -369,13 +300,8 @@ def _shape_problems(doc: Document) -> list[Diagnostic]:
 
 
 def _context(name: str, settings: dict) -> Context:
-    labels = settings.get("labels")
-    variables = settings.get("variables")
-    return Context(
-        name,
-        {k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {},
-        variables if isinstance(variables, dict) else {},
-    )
+    parsed = EnvironmentSettings.parse(settings)
+    return Context(name, parsed.labels, parsed.variables)
 
 
 def _stamp_labels(data: dict, labels: dict[str, str]) -> dict:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackward.diagnostics import Diagnostic, JsonPath
-from stackward.loader import SourceMap
-from stackward.schema import suggest
+from stackward.spec.loader import SourceMap
+from stackward.spec.schema import suggest
 
 _PLACEHOLDER = re.compile(r"\$(\$?)\{([^{}$]*)\}")  # no nesting: stays linear on hostile text
 _INFRA = re.compile(r"^infra\.([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)$")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from stackward.references import local_module_folder
-from stackward.resolve import Environment, Repo, is_environment_name
+from stackward.checks.references import local_module_folder
+from stackward.errors import UsageError
+from stackward.spec.model import Environment, Repo
+from stackward.spec.resolve import is_environment_name
 
 
-class GitError(Exception):
+class GitError(UsageError):
     """Git could not answer (a commit missing from a shallow clone, not a repository)."""
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from stackward.checks.references import check_promotion_cycles, check_references
+from stackward.checks.zenml import check_zenml
 from stackward.diagnostics import Diagnostic, Severity, merge_diagnostics
+from stackward.errors import UsageError
 from stackward.policy.check import PolicyOptions, PolicyOutcome, check_policies
-from stackward.references import check_promotion_cycles, check_references
-from stackward.resolve import Environment, Repo, Resolver, UsageError, discover
-from stackward.schema import suggest
-from stackward.zenml_catalog import Catalog, load_catalog
-from stackward.zenml_checks import check_zenml
+from stackward.settings import Settings
+from stackward.spec.model import Environment, Repo
+from stackward.spec.resolve import Resolver, discover
+from stackward.spec.schema import suggest
+from stackward.zenml.catalog import Catalog, load_catalog
 
 
 @dataclass
@@ -79,7 +82,7 @@ def validate(
     then evaluate the policies (when `policy` is given) on those that validated clean."""
     repo, selected = discover(path)
     names = select_environments(repo, selected, only)
-    catalog = catalog or load_catalog()
+    catalog = catalog or load_catalog(Settings.load().cache_dir)
     resolver = Resolver(repo)
     environments = [resolver.resolve(name) for name in names]
     found: list[Diagnostic] = []

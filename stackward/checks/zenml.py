@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from stackward.diagnostics import Diagnostic, JsonPath
-from stackward.interpolation import has_placeholder
-from stackward.resolve import Environment, Resource
-from stackward.schema import SchemaChecker, schema_diagnostics, suggest
-from stackward.zenml_catalog import REQUIRED_SLOTS, Catalog, is_secret_reference
+from stackward.spec.interpolation import has_placeholder
+from stackward.spec.model import Environment, Resource
+from stackward.spec.schema import SchemaChecker, schema_diagnostics, suggest
+from stackward.zenml.catalog import REQUIRED_SLOTS, Catalog, is_secret_reference
 
 _checkers: dict[tuple[str, ...], SchemaChecker] = {}
 

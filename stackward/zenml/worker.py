@@ -1,4 +1,4 @@
-"""The ZenML side of the registrations executor, run as `python -m stackward.executors.zenml_worker`.
+"""The ZenML side of the registrations executor, run as `python -m stackward.zenml.worker`.
 
 ZenML keeps a process-wide global configuration and client, so each environment gets its own
 worker process whose environment (ZENML_CONFIG_PATH, or ZENML_STORE_URL and

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from stackward.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange, diff_fields
-from stackward.resolve import Environment
+from stackward.plan.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange, diff_fields
+from stackward.spec.model import Environment
 
 MANAGED_BY = "stackward.managed-by"
 ENVIRONMENT = "stackward.environment"

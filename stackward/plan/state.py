@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stackward.errors import EnvironmentFailed
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -70,7 +72,7 @@ class EnvironmentState:
         self.folder.mkdir(parents=True, exist_ok=True)
 
 
-class LockError(Exception):
+class LockError(EnvironmentFailed):
     """The environment is held by someone else."""
 
 

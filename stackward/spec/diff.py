@@ -3,8 +3,8 @@ compared field by field, and what only one of them declares."""
 
 from __future__ import annotations
 
-from stackward.changes import diff_fields
-from stackward.resolve import Environment, Resource
+from stackward.plan.changes import diff_fields
+from stackward.spec.model import Environment, Resource
 
 
 def _key(resource: Resource, env: str) -> tuple[str, str]:
@@ -30,7 +30,7 @@ def _comparable(resource: Resource, env: str) -> dict:
 def diff_environments(a: Environment, b: Environment) -> list[str]:
     """Readable lines: settings first, then resources only in one, then field differences."""
     lines = []
-    for change in diff_fields(a.settings, b.settings, "Environment."):
+    for change in diff_fields(a.settings.raw, b.settings.raw, "Environment."):
         lines.append(f"~ {change.path}: {a.name}={change.before!r} {b.name}={change.after!r}")
     left = {_key(r, a.name): r for r in a.resources}
     right = {_key(r, b.name): r for r in b.resources}

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stackward.registrations import Registration
-from stackward.resolve import Environment
-from stackward.state import EnvironmentState
+from stackward.errors import EnvironmentFailed
+from stackward.plan.state import EnvironmentState
+from stackward.spec.model import Environment
+from stackward.zenml.registrations import Registration
 
 _INHERITED_OUT = ("ZENML_STORE_", "ZENML_CONFIG_PATH", "ZENML_LOCAL_STORES_PATH")
 _QUIET = {
@@ -28,7 +29,7 @@ _QUIET = {
 }
 
 
-class ZenmlError(Exception):
+class ZenmlError(EnvironmentFailed):
     """A ZenML call failed; the message names the environment and the call."""
 
 
@@ -41,15 +42,15 @@ def _base_environment(config_path: Path) -> dict[str, str]:
 def worker_environment(env: Environment, state: EnvironmentState) -> dict[str, str]:
     """The worker's environment: this environment's store and nothing from another."""
     base = _base_environment(state.zenml_config)
-    zenml = env.settings.get("zenml") or {}
-    if zenml.get("mode") == "server":
-        key = os.environ.get(zenml["apiKeyEnv"])
+    settings = env.settings
+    if not settings.embedded:
+        key = os.environ.get(settings.zenml_api_key_env or "")
         if not key:
             raise ZenmlError(
                 f"{env.name}: the ZenML server API key is read from the environment variable "
-                f"{zenml['apiKeyEnv']}, which is not set"
+                f"{settings.zenml_api_key_env}, which is not set"
             )
-        base.update(ZENML_STORE_URL=zenml["url"], ZENML_STORE_API_KEY=key)
+        base.update(ZENML_STORE_URL=settings.zenml_url or "", ZENML_STORE_API_KEY=key)
     return base
 
 
@@ -60,7 +61,7 @@ class _Running:
     def __init__(self, args: list[str], environment: dict[str, str], name: str):
         self.name = name
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "stackward.executors.zenml_worker", *args],
+            [sys.executable, "-m", "stackward.zenml.worker", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -228,7 +229,7 @@ class ZenmlExecutor:
 
     @property
     def embedded(self) -> bool:
-        return (self.env.settings.get("zenml") or {}).get("mode", "embedded") == "embedded"
+        return self.env.settings.embedded
 
     @property
     def store_may_hold_registrations(self) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from stackward.diagnostics import Diagnostic, Severity, display_path
-from stackward.resolve import Environment, Repo, Resource
-from stackward.schema import suggest
-from stackward.terraform_modules import (
+from stackward.spec.model import Environment, Repo, Resource
+from stackward.spec.schema import suggest
+from stackward.terraform.modules import (
     SourceKind,
     classify,
     has_terraform_files,
@@ -117,9 +117,8 @@ def _missing_hint(kind: str, name: str, existing: dict[str, Resource]) -> str:
 
 
 def _promotion(env: Environment, repo: Repo) -> list[Diagnostic]:
-    promotion = env.settings.get("promotion")
-    after = promotion.get("after") if isinstance(promotion, dict) else None
-    if not isinstance(after, str) or env.definition is None:
+    after = env.settings.promotion_after
+    if after is None or env.definition is None:
         return []
     path = ("spec", "promotion", "after")
     if after == env.name:
@@ -220,10 +219,8 @@ def check_promotion_cycles(environments: list[Environment]) -> list[Diagnostic]:
     """Promotion order must be a chain without loops (dev -> staging -> prod)."""
     after = {}
     for env in environments:
-        promotion = env.settings.get("promotion")
-        target = promotion.get("after") if isinstance(promotion, dict) else None
-        if isinstance(target, str):
-            after[env.name] = target
+        if env.settings.promotion_after is not None:
+            after[env.name] = env.settings.promotion_after
     out = []
     reported: set[str] = set()
     for env in environments:

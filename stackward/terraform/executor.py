@@ -18,10 +18,11 @@ from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
-from stackward.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange
-from stackward.references import declared_outputs, local_module_folder
-from stackward.resolve import Environment, Repo, Resource
-from stackward.state import EnvironmentState
+from stackward.checks.references import declared_outputs, local_module_folder
+from stackward.errors import EnvironmentFailed
+from stackward.plan.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange
+from stackward.plan.state import EnvironmentState
+from stackward.spec.model import Environment, Repo, Resource
 
 _INFRA = re.compile(r"\$\{infra\.([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)\}")
 _ACTIONS = {
@@ -35,7 +36,7 @@ _ACTIONS = {
 Outputs = dict[str, dict[str, Any]]  # module -> output -> value
 
 
-class TerraformError(Exception):
+class TerraformError(EnvironmentFailed):
     """Terraform could not do what was asked; the message names the environment and what to do."""
 
 
@@ -103,12 +104,12 @@ class TerraformExecutor:
         return relative if relative.startswith("../") else f"./{relative}"
 
     def _backend(self) -> dict:
-        backend = (self.env.settings.get("terraform") or {}).get("backend") or {"type": "local"}
-        config = dict(backend.get("config") or {})
-        if backend["type"] == "local":
+        backend = self.env.settings.terraform_backend
+        config = dict(self.env.settings.terraform_backend_config)
+        if backend == "local":
             path = config.get("path")
             config["path"] = str((self.repo.repo_root / path) if path else self.state.terraform_state)
-        return {backend["type"]: config}
+        return {backend: config}
 
     def render(self) -> dict:
         """The root module as Terraform JSON."""

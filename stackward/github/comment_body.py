@@ -6,10 +6,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from stackward.changes import SYMBOLS, Action, EnvironmentPlan
 from stackward.diagnostics import Diagnostic, Severity
-from stackward.output import comment_templates as t
-from stackward.pr_comment import CommentState
+from stackward.github import templates as t
+from stackward.github.comment import CommentState
+from stackward.output.plan_text import format_value
+from stackward.plan.changes import Action, EnvironmentPlan
 
 LIMIT = 60_000  # GitHub refuses bodies over 65,536 characters; keep a margin
 
@@ -104,23 +105,23 @@ def _finding(diag: Diagnostic, outcome: PullRequestOutcome) -> str:
     )
 
 
+_DIFF_SIGNS = {Action.CREATE: "+", Action.DELETE: "-", Action.UPDATE: "!", Action.REPLACE: "!"}
+
+
 def _changes(plan: EnvironmentPlan) -> str:
+    """The changes as a `diff` block: the first column colours the line (+ green, - red,
+    ! orange), the action is said once, values are JSON."""
     lines = []
     for change in plan.changes:
         if change.action is Action.NO_OP:
             continue
-        sign = {Action.CREATE: "+", Action.DELETE: "-", Action.UPDATE: "!", Action.REPLACE: "!"}.get(
-            change.action, "#"
-        )
-        lines.append(
-            f"{sign} {SYMBOLS[change.action]} {change.address}"
-            + (f"  # {change.reason}" if change.reason else "")
-        )
+        why = f": {change.reason}" if change.reason else ""
+        lines.append(f"{_DIFF_SIGNS.get(change.action, '#')} {change.address}  # {change.action.value}{why}")
         for f in change.fields:
             lines.append(
-                f"    {f.path}: {f.before!r} -> {f.after!r}"
+                f"    {f.path}: {format_value(f.before)} -> {format_value(f.after)}"
                 if change.action is not Action.CREATE
-                else f"    {f.path}: {f.after!r}"
+                else f"    {f.path}: {format_value(f.after)}"
             )
     return "\n".join(lines)
 
@@ -197,3 +198,29 @@ def comment_bodies(outcome: PullRequestOutcome, state: CommentState, title: str 
 def job_summary(outcome: PullRequestOutcome, title: str = "plan") -> str:
     """The full report for the workflow run's summary page (no size limit to respect there)."""
     return "\n\n".join(_sections(outcome, "full", title, False)) + "\n"
+
+
+@dataclass(frozen=True)
+class ApplyRow:
+    """One environment's line in the apply report."""
+
+    environment: str
+    result: str
+    summary: str
+    detail: str
+
+
+def apply_comment(sha: str, rows: list[ApplyRow], run_url: str) -> str:
+    """The apply report posted on the merged pull request (and in the job summary)."""
+    table = "\n".join(
+        [
+            t.APPLY_TABLE_HEAD,
+            *(
+                t.APPLY_ROW.substitute(env=r.environment, result=r.result, summary=r.summary, detail=r.detail)
+                for r in rows
+            ),
+        ]
+    )
+    return "\n\n".join(
+        [t.APPLY_HEAD.substitute(short_sha=sha[:7]), table, f"<sub>[run]({run_url or '#'})</sub>"]
+    )

@@ -1,8 +1,10 @@
 """Plan and apply one environment: Terraform first, then ZenML registrations.
 
-Planning is read-only. Applying holds the environment's lock, plans again, refuses when the
-result differs from the reviewed plan, applies Terraform's saved plan, then makes the
-registration calls with the outputs Terraform produced, recording each step in the ledger.
+Both hold the environment's lock for their whole length (a plan writes Terraform's saved plan
+in the folder an apply runs from). Planning changes nothing. Applying plans again, refuses
+when the result differs from the reviewed plan, applies Terraform's saved plan, then makes
+the registration calls with the outputs Terraform produced, recording each step in the
+ledger. `stackward.pipeline` runs these over many environments; front-ends call the pipeline.
 """
 
 from __future__ import annotations
@@ -16,21 +18,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stackward.changes import Action, Change, EnvironmentPlan, mask_values
-from stackward.diagnostics import Diagnostic
-from stackward.executors.terraform import TerraformExecutor, TerraformPlan
-from stackward.executors.zenml import StoreReader, ZenmlExecutor
-from stackward.policy.check import PolicyOptions, check_policies
-from stackward.registrations import desired, operations, plan_registrations
-from stackward.resolve import Environment, Repo
-from stackward.state import EnvironmentState, Ledger, environment_lock
-from stackward.zenml_catalog import load_catalog
+from stackward.errors import EnvironmentFailed
+from stackward.plan.changes import Action, Change, EnvironmentPlan, mask_values
+from stackward.plan.state import EnvironmentState, Ledger, environment_lock
+from stackward.spec.model import Environment, Repo
+from stackward.terraform.executor import TerraformExecutor, TerraformPlan
+from stackward.zenml.executor import StoreReader, ZenmlExecutor
+from stackward.zenml.registrations import desired, operations, plan_registrations
 
 Progress = Callable[[str], None]
 
 
-class ApplyRefused(Exception):
+def quiet(message: str) -> None:
+    """Progress that is not shown."""
+
+
+class ApplyRefused(EnvironmentFailed):
     """Applying would not do what was reviewed (stale plan, conflicts, denied by policy)."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """What planning and applying an environment of one repo needs besides the environment."""
+
+    repo: Repo
+    state_root: Path
+    lock_timeout: float
+    resource_types: dict[str, tuple[str, ...]]  # connector type -> its resource types (the catalog)
+    progress: Progress = quiet
+    reader: StoreReader | None = None  # a long-running caller's shared reader of embedded stores
 
 
 @dataclass
@@ -71,8 +87,8 @@ def promotion_order(environments: list[Environment]) -> list[Environment]:
     def visit(env: Environment, seen: tuple[str, ...]) -> None:
         if env in ordered or env.name in seen:
             return
-        after = (env.settings.get("promotion") or {}).get("after")
-        if isinstance(after, str) and after in by_name:
+        after = env.settings.promotion_after
+        if after in by_name:
             visit(by_name[after], (*seen, env.name))
         ordered.append(env)
 
@@ -81,32 +97,22 @@ def promotion_order(environments: list[Environment]) -> list[Environment]:
     return ordered
 
 
-def _resource_types() -> dict[str, tuple[str, ...]]:
-    return {name: info.resource_types for name, info in load_catalog().connectors.items()}
-
-
 class EnvironmentRun:
     """The executors of one environment for the length of a command."""
 
-    def __init__(
-        self,
-        env: Environment,
-        repo: Repo,
-        state_root: Path,
-        lock_timeout: float,
-        progress: Progress,
-        reader: StoreReader | None = None,
-    ):
+    def __init__(self, env: Environment, workspace: Workspace):
         self.env = env
-        self.repo = repo
-        self.state = EnvironmentState(state_root, env.name)
-        self.progress = progress
-        self.terraform = TerraformExecutor(env, repo, self.state, lock_timeout)
-        self.zenml = ZenmlExecutor(env, self.state, reader)
+        self.workspace = workspace
+        self.state = EnvironmentState(workspace.state_root, env.name)
+        self.terraform = TerraformExecutor(env, workspace.repo, self.state, workspace.lock_timeout)
+        self.zenml = ZenmlExecutor(env, self.state, workspace.reader)
         self.terraform_plan: TerraformPlan | None = None
 
     def step(self, what: str) -> None:
-        self.progress(f"{self.env.name}: {what}")
+        self.workspace.progress(f"{self.env.name}: {what}")
+
+    def desired(self, outputs: dict) -> list:
+        return desired(self.env, outputs, self.workspace.resource_types)
 
     def plan(self) -> Planned:
         changes: list[Change] = []
@@ -117,7 +123,7 @@ class EnvironmentRun:
             self.terraform_plan = self.terraform.plan()
             changes += self.terraform_plan.changes
             outputs, raw = self.terraform_plan.outputs, self.terraform_plan.raw
-        wanted = desired(self.env, outputs, _resource_types())
+        wanted = self.desired(outputs)
         if wanted or self.zenml.store_may_hold_registrations:
             self.step("reading ZenML registrations")
             registrations = plan_registrations(self.env.name, wanted, self.zenml.read())
@@ -131,29 +137,16 @@ class EnvironmentRun:
         return Planned(EnvironmentPlan(self.env.name, changes), raw)
 
 
-def plan_policy_findings(
-    environments: list[Environment], repo: Repo, planned: dict[str, Planned], options: PolicyOptions
-) -> list[Diagnostic]:
-    """The policy gate on planned environments: specs, planned changes and Terraform's plan."""
-    options.changes = {name: [c.to_dict() for c in p.plan.changes] for name, p in planned.items()}
-    options.terraform_plans = {name: p.terraform_plan for name, p in planned.items() if p.terraform_plan}
-    return check_policies([e for e in environments if e.name in planned], repo, options).diagnostics
-
-
-def plan_environment(
-    env: Environment,
-    repo: Repo,
-    state_root: Path,
-    lock_timeout: float,
-    progress: Progress,
-    reader: StoreReader | None = None,
-) -> Planned:
+def plan_environment(env: Environment, workspace: Workspace) -> Planned:
     """What applying `env` would change (read-only). It holds the environment's lock too: the
     Terraform working folder and saved plan are shared with applies, and a plan must never
-    replace the one an apply is about to run. A long-running caller passes its shared
-    `reader` for the registrations of embedded stores."""
-    run = EnvironmentRun(env, repo, state_root, lock_timeout, progress, reader)
-    with environment_lock(run.state, f"stackward plan {env.name}", timeout=lock_timeout), run.zenml:
+    replace the one an apply is about to run."""
+    run = EnvironmentRun(env, workspace)
+    run.step("waiting for the environment lock")
+    with (
+        environment_lock(run.state, f"stackward plan {env.name}", timeout=workspace.lock_timeout),
+        run.zenml,
+    ):
         return run.plan()
 
 
@@ -173,49 +166,53 @@ def stale_plan_message(reviewed: EnvironmentPlan, current: EnvironmentPlan) -> s
     return "\n".join(lines) or "  (the same changes, in a different order)"
 
 
+Reviewed = EnvironmentPlan | str | None  # the reviewed plan, only its hash, or nothing to hold to
+
+
+def _refuse_if_moved(name: str, plan: EnvironmentPlan, reviewed: Reviewed) -> None:
+    if isinstance(reviewed, EnvironmentPlan) and plan.digest() != reviewed.digest():
+        raise ApplyRefused(
+            f"{name}: the plan changed since it was reviewed, so nothing was applied:\n"
+            f"{stale_plan_message(reviewed, plan)}\n  hint: plan again and review the new plan"
+        )
+    if isinstance(reviewed, str) and plan.digest() != reviewed:
+        raise ApplyRefused(
+            f"{name}: the plan changed since it was reviewed (reviewed {reviewed[:12]}, "
+            f"now {plan.digest()[:12]}: the specs or the live state moved), so nothing was applied\n"
+            "  hint: plan again on a pull request and review the new plan"
+        )
+
+
 def apply_environment(
     env: Environment,
-    repo: Repo,
-    state_root: Path,
+    workspace: Workspace,
     *,
-    reviewed: EnvironmentPlan | None,
-    reviewed_digest: str | None = None,
-    lock_timeout: float,
-    progress: Progress,
+    reviewed: Reviewed,
     check: Callable[[Planned], None] | None = None,
-    reader: StoreReader | None = None,
 ) -> ApplyResult:
-    """Apply `env` under its lock; with `reviewed` (or only its `reviewed_digest`), only if
-    planning again gives the same plan.
+    """Apply `env` under its lock; with `reviewed`, only if planning again gives that plan.
 
     `check` sees the fresh plan before anything changes and raises ApplyRefused to stop
-    (the policy gate on planned changes); `reader` is as for plan_environment."""
-    run = EnvironmentRun(env, repo, state_root, lock_timeout, progress, reader)
+    (the policy gate on planned changes)."""
+    run = EnvironmentRun(env, workspace)
     run.step("waiting for the environment lock")
-    with environment_lock(run.state, f"stackward apply {env.name}", timeout=lock_timeout), run.zenml:
+    with (
+        environment_lock(run.state, f"stackward apply {env.name}", timeout=workspace.lock_timeout),
+        run.zenml,
+    ):
         planned = run.plan()
         plan = planned.plan
         if not plan.has_changes:  # nothing would be applied, so nothing unreviewed can be (a re-run)
             run.step("no changes")
             return ApplyResult(env.name, [])
-        if reviewed is not None and plan.digest() != reviewed.digest():
-            raise ApplyRefused(
-                f"{env.name}: the plan changed since it was reviewed, so nothing was applied:\n"
-                f"{stale_plan_message(reviewed, plan)}\n  hint: plan again and review the new plan"
-            )
-        if reviewed_digest is not None and plan.digest() != reviewed_digest:
-            raise ApplyRefused(
-                f"{env.name}: the plan changed since it was reviewed (reviewed {reviewed_digest[:12]}, "
-                f"now {plan.digest()[:12]}: the specs or the live state moved), so nothing was applied\n"
-                "  hint: plan again on a pull request and review the new plan"
-            )
+        _refuse_if_moved(env.name, plan, reviewed)
         if plan.conflicts:
             reasons = "\n".join(f"  ! {c.address}: {c.reason}" for c in plan.conflicts)
             raise ApplyRefused(f"{env.name}: nothing was applied:\n{reasons}")
         _secrets_are_set(env, run.zenml)
         if check is not None:
             check(planned)
-        return _apply(run, plan, revision(repo))
+        return _apply(run, plan, revision(workspace.repo))
 
 
 def _secrets_are_set(env: Environment, zenml: ZenmlExecutor) -> None:
@@ -266,7 +263,7 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
                     ledger.record("step", apply_id, change=f"{change.action.value} {change.address}")
             else:
                 outputs = run.terraform_plan.outputs
-        wanted = desired(run.env, outputs, _resource_types())
+        wanted = run.desired(outputs)
         if not wanted and not run.zenml.store_may_hold_registrations:
             return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
         actual = run.zenml.read()

@@ -1,0 +1,158 @@
+"""What every event handler of the action shares: GitHub's context, the action's settings,
+the pipeline, the API client, and where to report (log, job summary, step outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import click
+from pydantic import Field, field_validator
+
+from stackward.checks.validate import Report
+from stackward.errors import UsageError
+from stackward.github.client import GitHubClient
+from stackward.pipeline import Pipeline
+from stackward.plan.changes import Plan
+from stackward.settings import Settings
+
+
+class ActionSettings(Settings):
+    """The engine's settings plus the action's own inputs (STACKWARD_MODE, …)."""
+
+    mode: Literal["auto", "validate", "plan", "apply"] = "auto"
+    environments: list[str] = Field(
+        default_factory=list
+    )  # only these (the `environments` input, comma-separated)
+    api_backoff: float = 1.0  # seconds between GitHub API retries, growing per attempt
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+
+@dataclass
+class GitHubContext:
+    """Everything GitHub Actions tells a step, read from its standard variables."""
+
+    event_name: str
+    event: dict
+    repository: str
+    sha: str
+    api_url: str
+    server_url: str
+    run_url: str
+    step_summary: Path | None
+    output: Path | None
+    temp: Path | None
+
+    @classmethod
+    def from_environment(cls) -> GitHubContext:
+        env = os.environ
+        event_path = env.get("GITHUB_EVENT_PATH")
+        if not event_path or not Path(event_path).exists():
+            raise UsageError(
+                "GITHUB_EVENT_PATH is not set or missing: run inside GitHub Actions, or set the GITHUB_* variables"
+            )
+        server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        repository = env.get("GITHUB_REPOSITORY", "")
+        run_id = env.get("GITHUB_RUN_ID", "")
+        return cls(
+            event_name=env.get("GITHUB_EVENT_NAME", ""),
+            event=json.loads(Path(event_path).read_text()),
+            repository=repository,
+            sha=env.get("GITHUB_SHA", ""),
+            api_url=env.get("GITHUB_API_URL", "https://api.github.com"),
+            server_url=server,
+            run_url=f"{server}/{repository}/actions/runs/{run_id}" if run_id else "",
+            step_summary=Path(env["GITHUB_STEP_SUMMARY"]) if env.get("GITHUB_STEP_SUMMARY") else None,
+            output=Path(env["GITHUB_OUTPUT"]) if env.get("GITHUB_OUTPUT") else None,
+            temp=Path(env["RUNNER_TEMP"]) if env.get("RUNNER_TEMP") else None,
+        )
+
+
+def default_outputs() -> dict[str, str]:
+    """The step outputs as they stand when a run ends before deciding them (fail closed)."""
+    return {"environments": "", "has-changes": "false", "policy-passed": "false", "plan-file": ""}
+
+
+def write_outputs(path: Path | None, outputs: dict[str, str]) -> None:
+    """Append the outputs to $GITHUB_OUTPUT; a value with a line break uses a delimiter."""
+    if path is None:
+        return
+    with path.open("a") as handle:
+        for key, value in outputs.items():
+            if "\n" in value or "\r" in value:
+                delimiter = f"stackward_{uuid.uuid4().hex}"
+                handle.write(f"{key}<<{delimiter}\n{value}\n{delimiter}\n")
+            else:
+                handle.write(f"{key}={value}\n")
+
+
+@dataclass
+class Run:
+    """One run of the action for one event."""
+
+    settings: ActionSettings
+    ctx: GitHubContext
+    client: GitHubClient
+    outputs: dict[str, str] = field(default_factory=default_outputs)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.settings)
+
+    def say(self, text: str) -> None:
+        click.echo(text)
+
+    def output(self, **values: str) -> None:
+        self.outputs.update(values)
+
+    def summary(self, text: str) -> None:
+        if self.ctx.step_summary is not None:
+            with self.ctx.step_summary.open("a") as handle:
+                handle.write(text)
+
+    def validated(self) -> Report:
+        """Every environment validated (no policies: they judge plans), its secrets masked."""
+        report = self.pipeline.validate()
+        mask_secrets(report)
+        return report
+
+    def selected(self, names: list[str]) -> list[str]:
+        """`names` narrowed to the `environments` setting, when it is set."""
+        wanted = self.settings.environments
+        return [n for n in names if not wanted or n in wanted]
+
+    def write_plan(self, plan: Plan, report: Report) -> None:
+        """The plan file (the `plan-file` output): in RUNNER_TEMP, else in the state folder."""
+        folder = self.ctx.temp or self.settings.state_root(report.repo.repo_root)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"stackward-plan-{(self.ctx.sha or 'local')[:12]}.json"
+        path.write_text(plan.to_json())
+        self.output(**{"plan-file": str(path)})
+
+
+def mask_secrets(report: Report) -> None:
+    """Register every secret value the specs reference, so Actions masks it in logs. Actions
+    masks one line per command: a multi-line value (a key file) is registered line by line."""
+    for env in report.environments:
+        names = [env.settings.zenml_api_key_env]
+        for connector in env.of_kind("ServiceConnector").values():
+            names += [
+                ref.get("fromEnv")
+                for ref in (connector.spec.get("secrets") or {}).values()
+                if isinstance(ref, dict)
+            ]
+        for name in names:
+            value = os.environ.get(name) if isinstance(name, str) else None
+            for line in (value or "").splitlines():
+                if line.strip():
+                    click.echo(f"::add-mask::{line}")

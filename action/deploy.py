@@ -1,0 +1,75 @@
+"""Applying on GitHub: the pipeline's apply in promotion order, reported as deployments,
+commit statuses, a comment on the pull request, the job summary and the log."""
+
+from __future__ import annotations
+
+import click
+
+from action.context import Run
+from stackward.checks.validate import Report
+from stackward.github.comment_body import ApplyRow, apply_comment
+from stackward.output.github import annotation
+from stackward.plan.run import Reviewed
+from stackward.spec.model import Environment
+
+
+def apply(run: Run, report: Report, sha: str, number: int | None, reviewed: dict[str, Reviewed]) -> int:
+    """Apply the environments in `reviewed` (each held to its reviewed plan hash, or to nothing
+    for a dispatch) at commit `sha`, and report on pull request `number` when there is one."""
+    pipeline = run.pipeline
+    run.output(environments=",".join(reviewed))
+    if not report.ok:
+        for diag in report.errors:
+            click.echo(annotation(diag))
+        message = (
+            f"stackward: nothing applied: the specs at {sha[:7]} do not validate "
+            f"({len(report.errors)} error(s)); see the run {run.ctx.run_url}"
+        )
+        run.say(message)
+        if number is not None:
+            run.client.comment(number, message)
+        return 1
+    environments = pipeline.select(
+        report, [n for n in reviewed if n in {e.name for e in report.environments}]
+    )
+    deployments = {}
+
+    def started(env: Environment) -> None:
+        deployments[env.name] = run.client.deployment(sha, env.name, f"stackward apply {sha[:7]}")
+        run.client.deployment_status(deployments[env.name], "in_progress", "applying", run.ctx.run_url)
+
+    rows: list[ApplyRow] = []
+    for applied in pipeline.apply(report, environments, reviewed, on_start=started):
+        name, deployment = applied.environment, deployments.get(applied.environment)
+        if applied.skipped:
+            rows.append(ApplyRow(name, "⏭️ skipped", "—", "an earlier environment failed"))
+        elif applied.error is not None:
+            detail = str(applied.error).splitlines()[0][:300]
+            if deployment is not None:
+                run.client.deployment_status(deployment, "failure", detail[:140], run.ctx.run_url)
+            run.client.status(sha, f"stackward/{name}", "failure", detail, run.ctx.run_url)
+            rows.append(ApplyRow(name, "❌ failed", "—", detail))
+        else:
+            result = applied.result
+            summary = f"{len(result.applied)} change(s)" if result.changed else "no changes"
+            if deployment is not None:
+                run.client.deployment_status(deployment, "success", summary, run.ctx.run_url)
+            run.client.status(sha, f"stackward/{name}", "success", f"applied: {summary}", run.ctx.run_url)
+            rows.append(
+                ApplyRow(
+                    name, "✅ applied", summary, f"ledger entry {result.apply_id}" if result.apply_id else ""
+                )
+            )
+    body = apply_comment(sha, rows, run.ctx.run_url)
+    if number is not None:
+        run.client.comment(number, body)
+    run.summary(body + "\n")
+    run.say(body)
+    failed = any(r.result == "❌ failed" for r in rows)
+    run.output(
+        **{
+            "has-changes": str(any(r.summary not in ("—", "no changes") for r in rows)).lower(),
+            "policy-passed": str(not failed).lower(),
+        }
+    )
+    return 1 if failed else 0

@@ -1,0 +1,144 @@
+"""pull_request: validate, plan the environments the PR touches, judge them by the base
+branch's policies, set a status per environment and keep one plan comment up to date."""
+
+from __future__ import annotations
+
+import click
+
+from action.context import Run
+from stackward.github import templates
+from stackward.github.changed import changed_files, removed_environments, touched_environments
+from stackward.github.comment_body import (
+    EnvironmentOutcome,
+    PullRequestOutcome,
+    comment_bodies,
+    job_summary,
+)
+from stackward.output.github import annotation
+from stackward.pipeline import PlanOutcome
+from stackward.policy.input import PullRequest
+
+PLAN_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
+
+
+def handle(run: Run) -> int:
+    event = run.ctx.event
+    pr = event["pull_request"]
+    number = event.get("number") or pr["number"]
+    if event["action"] == "closed":
+        return closed(run, number, bool(pr.get("merged")))
+    if event["action"] not in PLAN_ACTIONS:
+        run.say(f"stackward: pull request {event['action']}: nothing to plan")
+        return 0
+    head_sha, base_sha = pr["head"]["sha"], pr["base"]["sha"]
+    head_repo = (pr["head"].get("repo") or {}).get("full_name")
+    fork = head_repo != pr["base"]["repo"]["full_name"]
+    report = run.validated()
+    files = changed_files(report.repo.repo_root, base_sha, head_sha)
+    names = run.selected(touched_environments(report.repo, report.environments, files, run.settings.policies))
+    run.output(environments=",".join(names))
+    for name in names:
+        run.client.status(head_sha, f"stackward/{name}", "pending", "planning…", run.ctx.run_url)
+    notes = [templates.REMOVED.substitute(env=env) for env in removed_environments(report.repo, files)]
+    if fork:
+        notes.append(templates.FORK)
+    if pr.get("draft"):
+        notes.append(templates.DRAFT)
+    checked_only = fork or run.settings.mode == "validate"
+    outcome = _outcome(run, report, names, pr, number, checked_only, notes)
+    existing = run.client.find_comment(number)
+    state = outcome.state(planned=not checked_only)
+    run.client.upsert_comment(number, comment_bodies(outcome, state), existing)
+    for env in outcome.environments:
+        run.client.status(
+            head_sha,
+            f"stackward/{env.name}",
+            "success" if env.passed else "failure",
+            env.description(),
+            run.ctx.run_url,
+        )
+    report_text = job_summary(outcome)
+    run.summary(report_text)
+    run.say(report_text)  # the same report in the log
+    for diag in outcome.findings:
+        click.echo(annotation(diag))
+    run.output(
+        **{
+            "has-changes": str(any(e.plan and e.plan.has_changes for e in outcome.environments)).lower(),
+            "policy-passed": str(not any(e.deny for e in outcome.environments)).lower(),
+        }
+    )
+    return 0 if outcome.passed else 1
+
+
+def _outcome(
+    run: Run, report, names: list[str], pr: dict, number: int, checked_only: bool, notes: list[str]
+) -> PullRequestOutcome:
+    """Validation findings, plans and policy findings of the touched environments, per environment."""
+    outcomes = {name: EnvironmentOutcome(name) for name in names}
+    findings = [d for d in report.diagnostics if set(d.environments) & set(names)]
+    for diag in findings:
+        for env in diag.environments:
+            if env in outcomes and diag.is_error:
+                outcomes[env].validation_errors += 1
+    valid = [e for e in report.environments if e.name in outcomes and not outcomes[e.name].validation_errors]
+    pull_request = PullRequest(
+        number,
+        (pr.get("user") or {}).get("login", ""),
+        tuple(label["name"] for label in pr.get("labels", [])),
+        pr["base"]["sha"],
+        pr["head"]["sha"],
+    )
+    planned = run.pipeline.plan(
+        report, valid, compute=not checked_only, pull_request=pull_request, policies_ref=pr["base"]["sha"]
+    )
+    for name, item in planned.planned.items():
+        if checked_only:
+            continue
+        outcomes[name].plan = None if item.plan.error else item.plan
+        outcomes[name].error = item.plan.error
+    if not checked_only and valid:
+        run.write_plan(planned.plan, report)
+    findings += _policy_findings(planned, outcomes, notes)
+    return PullRequestOutcome(
+        head_sha=pr["head"]["sha"],
+        environments=[outcomes[n] for n in names],
+        findings=findings,
+        notes=notes,
+        blob_url=f"{run.ctx.server_url}/{run.ctx.repository}/blob/{pr['head']['sha']}",
+        run_url=run.ctx.run_url,
+        repo_root=str(report.repo.repo_root),
+    )
+
+
+def _policy_findings(planned: PlanOutcome, outcomes: dict[str, EnvironmentOutcome], notes: list[str]) -> list:
+    """Count each environment's denies and warnings; a change to the policies becomes a note."""
+    out = []
+    for diag in planned.findings:
+        if diag.code == "policy.changed":
+            files = diag.message.split("(", 1)[1].split(")", 1)[0]
+            notes.append(templates.POLICY_FILES.substitute(files=files))
+            continue
+        out.append(diag)
+        for env in diag.environments:
+            if env in outcomes:
+                if diag.is_error:
+                    outcomes[env].deny += 1
+                elif diag.severity.value == "warning":
+                    outcomes[env].warn += 1
+    return out
+
+
+def closed(run: Run, number: int, merged: bool) -> int:
+    if merged:
+        run.say(f"stackward: #{number} was merged; the push to the default branch applies it")
+        return 0
+    existing = run.client.find_comment(number)
+    if existing is None:
+        run.say(f"stackward: #{number} closed without merging; there is no plan comment to update")
+        return 0
+    closed_state = existing.state.closing()
+    body = closed_state.render(templates.CLOSED + "\n\n" + existing.body.split("-->\n", 1)[-1])
+    run.client.upsert_comment(number, iter([body]), existing)
+    run.say(f"stackward: #{number} closed without merging; its plan comment is marked closed")
+    return 0

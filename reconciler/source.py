@@ -1,0 +1,56 @@
+"""The reconciler's source phase: the environments folder at the head of the watched branch."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from reconciler.config import ServiceSettings
+from stackward.errors import StackwardError
+
+
+class SourceError(StackwardError):
+    """The environments repo could not be brought up to date."""
+
+
+class Source:
+    """The environments folder: a clone kept at the branch head, or a plain path."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+
+    def _git(self, *args: str, cwd: Path | None = None) -> str:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise SourceError(f"git {args[0]} failed: {proc.stderr.strip()[-300:]}")
+        return proc.stdout.strip()
+
+    @property
+    def clone(self) -> Path:
+        assert self.settings.clone_dir is not None
+        return self.settings.clone_dir
+
+    @property
+    def folder(self) -> Path:
+        return self.clone / self.settings.path if self.settings.remote else self.settings.path
+
+    @property
+    def cloned(self) -> bool:
+        return (self.clone / ".git").exists()
+
+    def sync(self) -> tuple[Path, str]:
+        """(environments folder, revision) at the head of the watched branch."""
+        s = self.settings
+        if s.remote:
+            if not self.cloned:
+                self.clone.parent.mkdir(parents=True, exist_ok=True)
+                self._git("clone", "--quiet", "--branch", s.branch, s.remote, str(self.clone))
+            else:
+                self._git("fetch", "--quiet", "origin", s.branch, cwd=self.clone)
+                self._git("reset", "--quiet", "--hard", f"origin/{s.branch}", cwd=self.clone)
+            return self.folder, self._git("rev-parse", "HEAD", cwd=self.clone)
+        try:
+            revision = self._git("rev-parse", "HEAD", cwd=s.path if s.path.is_dir() else None)
+        except SourceError:
+            revision = ""
+        return s.path, revision

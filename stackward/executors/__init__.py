@@ -1,1 +1,0 @@
-"""Executors: the only code with side effects on ZenML and Terraform."""

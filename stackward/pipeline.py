@@ -1,0 +1,250 @@
+"""The one pipeline the CLI, the GitHub Action and the reconciler call.
+
+    validate -> plan each environment (promotion order) -> policy gate -> the front-end renders
+    apply in promotion order: each environment planned again under its lock, held to what was
+    reviewed, gated by the policies, applied; the first failure stops the rest
+
+A front-end decides only what is its own: which environments, what was reviewed, where to
+report. Errors users can meet are `StackwardError`s (see stackward.errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from stackward.checks.validate import Report, validate
+from stackward.diagnostics import Diagnostic
+from stackward.errors import EnvironmentFailed, SpecsInvalid, StackwardError, UsageError
+from stackward.plan.changes import EnvironmentPlan, Plan
+from stackward.plan.run import (
+    ApplyRefused,
+    ApplyResult,
+    Planned,
+    Progress,
+    Reviewed,
+    Workspace,
+    apply_environment,
+    plan_environment,
+    promotion_order,
+    quiet,
+    revision,
+)
+from stackward.policy.check import PolicyOptions, check_policies
+from stackward.policy.input import PullRequest
+from stackward.settings import Settings
+from stackward.spec.model import Environment
+from stackward.spec.schema import suggest
+from stackward.zenml.catalog import Catalog, load_catalog
+from stackward.zenml.executor import StoreReader
+
+
+@dataclass
+class PlanOutcome:
+    """The plans of the environments asked for and what the policies found on them."""
+
+    report: Report
+    planned: dict[str, Planned]  # in promotion order; a plan that failed carries its error
+    findings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def plan(self) -> Plan:
+        return Plan(revision(self.report.repo), [p.plan for p in self.planned.values()])
+
+    @property
+    def ok(self) -> bool:
+        """Every environment planned and no policy denies."""
+        return not any(p.plan.error for p in self.planned.values()) and not any(
+            d.is_error for d in self.findings
+        )
+
+
+@dataclass
+class Applied:
+    """How applying one environment ended: applied, failed (with the error), or skipped."""
+
+    environment: str
+    result: ApplyResult | None = None
+    error: EnvironmentFailed | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.result is None and self.error is None
+
+
+class Pipeline:
+    """One command's run over an environments folder, with one settings object."""
+
+    def __init__(self, settings: Settings, *, progress: Progress = quiet, reader: StoreReader | None = None):
+        self.settings = settings
+        self.progress = progress
+        self.reader = reader
+
+    @property
+    def catalog(self) -> Catalog:
+        return load_catalog(self.settings.cache_dir)
+
+    def policy_options(self, **run: object) -> PolicyOptions:
+        """The settings' policy source and engine, plus what this run adds (a base ref, a PR)."""
+        s = self.settings
+        return PolicyOptions(
+            folder=s.policies,
+            namespace=s.policy_namespace,
+            opa_url=s.opa_url,
+            opa_token=s.opa_token.get_secret_value() if s.opa_token else None,
+            opa_upload=not s.opa_preloaded,
+            **run,  # type: ignore[arg-type]
+        )
+
+    # -- validate ---------------------------------------------------------------------------
+    def validate(self, only: str | None = None, policy: PolicyOptions | None = None) -> Report:
+        """Every check on the environments (or `only` one); the policies too when `policy` is given."""
+        return validate(self.settings.path, only, catalog=self.catalog, policy=policy)
+
+    def checked(self, only: str | None = None) -> Report:
+        """Validation that must pass: SpecsInvalid (with the findings) when it does not."""
+        report = self.validate(only)
+        if not report.ok:
+            raise SpecsInvalid(
+                f"{len(report.errors)} validation error(s); nothing was planned or applied",
+                report.diagnostics,
+            )
+        return report
+
+    @staticmethod
+    def select(report: Report, names: Iterable[str]) -> list[Environment]:
+        """The named environments (surrounding spaces ignored); UsageError naming the known ones."""
+        by_name = {e.name: e for e in report.environments}
+        wanted = [n.strip() for n in names if n.strip()]
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown:
+            known = ", ".join(sorted(by_name)) or "none"
+            hints = "; ".join(filter(None, (suggest(n, by_name) for n in unknown)))
+            raise UsageError(
+                f"no environment named {', '.join(repr(n) for n in unknown)} (known: {known})"
+                + (f"; {hints}" if hints else "")
+            )
+        return [by_name[n] for n in dict.fromkeys(wanted)]
+
+    # -- plan -------------------------------------------------------------------------------
+    def workspace(self, report: Report) -> Workspace:
+        return Workspace(
+            report.repo,
+            self.settings.state_root(report.repo.repo_root),
+            self.settings.lock_timeout,
+            {name: info.resource_types for name, info in self.catalog.connectors.items()},
+            self.progress,
+            self.reader,
+        )
+
+    def plan_one(self, report: Report, env: Environment) -> Planned:
+        """What applying `env` would change; EnvironmentFailed when it cannot be planned."""
+        return plan_environment(env, self.workspace(report))
+
+    def plan(
+        self,
+        report: Report,
+        environments: list[Environment],
+        *,
+        compute: bool = True,
+        pull_request: PullRequest | None = None,
+        policies_ref: str | None = None,
+    ) -> PlanOutcome:
+        """Plan `environments` in promotion order (a failure is kept with its environment and
+        the others go on), then evaluate the policies on specs and plans. With `compute` off
+        (a fork's pull request) nothing is planned: the policies judge the specs alone."""
+        planned: dict[str, Planned] = {}
+        for env in promotion_order(environments):
+            if not compute:
+                planned[env.name] = Planned(EnvironmentPlan(env.name))
+                continue
+            try:
+                planned[env.name] = self.plan_one(report, env)
+            except EnvironmentFailed as exc:
+                planned[env.name] = Planned(EnvironmentPlan(env.name, error=str(exc)))
+        options = self.policy_options(base_ref=policies_ref, pull_request=pull_request)
+        return PlanOutcome(report, planned, policy_findings(environments, report, planned, options))
+
+    # -- apply ------------------------------------------------------------------------------
+    def gate(self, report: Report, env: Environment) -> Callable[[Planned], None]:
+        """The policy gate on a fresh plan: ApplyRefused naming each deny, or when the policies
+        cannot be read or evaluated (it fails closed)."""
+
+        def check(planned: Planned) -> None:
+            try:
+                found = policy_findings([env], report, {env.name: planned}, self.policy_options())
+            except StackwardError as exc:
+                raise ApplyRefused(
+                    f"{env.name}: the policy gate could not run, so nothing was applied: {exc}"
+                ) from exc
+            blocking = [d for d in found if d.is_error]
+            if blocking:
+                raise ApplyRefused(
+                    f"{env.name}: denied by policy, nothing was applied:\n"
+                    + "\n".join(f"  {_where(d)}{d.message} [{d.code}]" for d in blocking)
+                )
+
+        return check
+
+    def apply_one(
+        self,
+        report: Report,
+        env: Environment,
+        *,
+        reviewed: Reviewed,
+        on_plan: Callable[[Planned], None] | None = None,
+    ) -> ApplyResult:
+        """Apply one environment, held to `reviewed` and gated by the policies."""
+        gate = self.gate(report, env)
+
+        def check(planned: Planned) -> None:
+            if on_plan is not None:
+                on_plan(planned)
+            gate(planned)
+
+        return apply_environment(env, self.workspace(report), reviewed=reviewed, check=check)
+
+    def apply(
+        self,
+        report: Report,
+        environments: list[Environment],
+        reviewed: Mapping[str, Reviewed],
+        *,
+        on_start: Callable[[Environment], None] | None = None,
+        on_plan: Callable[[Planned], None] | None = None,
+    ) -> Iterator[Applied]:
+        """Apply in promotion order, one result per environment as it ends; after a failure,
+        the environments left are skipped (a change reaches prod only through staging).
+        `on_start` hears of each environment as its apply starts, `on_plan` of its fresh plan
+        when there is something to apply."""
+        failed = False
+        for env in promotion_order(environments):
+            if failed:
+                yield Applied(env.name)
+                continue
+            if on_start is not None:
+                on_start(env)
+            try:
+                result = self.apply_one(report, env, reviewed=reviewed.get(env.name), on_plan=on_plan)
+            except EnvironmentFailed as exc:
+                failed = True
+                yield Applied(env.name, error=exc)
+                continue
+            yield Applied(env.name, result=result)
+
+
+def policy_findings(
+    environments: list[Environment], report: Report, planned: dict[str, Planned], options: PolicyOptions
+) -> list[Diagnostic]:
+    """The policies on planned environments: their specs, planned changes and Terraform plans."""
+    options.changes = {name: [c.to_dict() for c in p.plan.changes] for name, p in planned.items()}
+    options.terraform_plans = {name: p.terraform_plan for name, p in planned.items() if p.terraform_plan}
+    judged = [e for e in environments if e.name in planned]
+    return check_policies(judged, report.repo, options).diagnostics
+
+
+def _where(diag: Diagnostic) -> str:
+    loc = diag.location
+    if loc is None:
+        return ""
+    return f"{loc.file}:{loc.line}: " if loc.line else f"{loc.file}: "

@@ -1,0 +1,87 @@
+"""The settings every front-end runs with, read in one place.
+
+Sources, later ones winning: the defaults below, a YAML file (the reconciler's `--config`),
+`STACKWARD_<FIELD>` environment variables (the action's inputs arrive this way), and the
+options given on the command line. Front-ends with settings of their own (the action, the
+reconciler) subclass `Settings`; they are read the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from stackward.errors import UsageError
+
+ENV_PREFIX = "STACKWARD_"
+STATE_FOLDER = ".stackward"  # the default state location, beside the repository's .git
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/stackward`, else `~/.cache/stackward`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stackward"
+
+
+class Settings(BaseModel):
+    """Where the specs, state and policies are, and how long to wait for a lock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Path("environments")  # the environments folder
+    state_dir: Path | None = None  # default: .stackward/ at the repository root
+    lock_timeout: float = 300.0  # seconds to wait for an environment held by another run
+    policies: Path | None = None  # default: policies/ at the repository root
+    policy_namespace: str = "stackward"  # Rego package prefix whose deny/warn rules count
+    opa_url: str | None = None  # evaluate on this OPA server; default: the embedded engine
+    opa_token: SecretStr | None = None
+    opa_preloaded: bool = False  # the OPA server already has the policies: upload nothing
+    cache_dir: Path = Field(default_factory=default_cache_dir)  # the ZenML catalog cache
+
+    @classmethod
+    def load(cls, file: Path | None = None, **given: Any) -> Self:
+        """Defaults, then `file` (YAML), then STACKWARD_* variables, then `given` (None: not given)."""
+        values: dict[str, Any] = {}
+        if file is not None:
+            values.update(_read_file(file))
+            unknown = sorted(set(values) - set(cls.model_fields))
+            if unknown:
+                raise UsageError(
+                    f"{file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(cls.model_fields)}"
+                )
+        origin = dict.fromkeys(values, str(file))
+        for name in cls.model_fields:
+            variable = os.environ.get(f"{ENV_PREFIX}{name.upper()}", "")
+            if variable.strip():  # an empty action input is not a setting
+                values[name], origin[name] = variable, f"{ENV_PREFIX}{name.upper()}"
+        for name, value in given.items():
+            if value is not None:
+                values[name], origin[name] = value, f"--{name.replace('_', '-')}"
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{origin.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
+                + ("" if "token" in str(e["loc"][0]) else f" (got {e['input']!r})")
+                for e in exc.errors()
+            )
+            raise UsageError(f"bad setting: {problems}") from None
+
+    def state_root(self, repo_root: Path) -> Path:
+        """Where per-environment state lives: `state_dir`, else .stackward/ at the repository root."""
+        return self.state_dir or repo_root / STATE_FOLDER
+
+
+def _read_file(file: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"{file}: cannot read the settings file: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{file}: the settings file must be a mapping of setting: value")
+    return data
