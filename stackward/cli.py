@@ -1,4 +1,10 @@
-"""The `stackward` command line. Exit codes: 0 clean, 1 findings, 2 usage, 3 could not run."""
+"""The `stackward` command line: each command binds its options to the settings and calls the
+pipeline (stackward.pipeline); what it prints is rendered by stackward.output. Exit codes:
+0 clean, 1 findings, 2 usage, 3 could not run (stackward.errors).
+
+Over 300 lines because it holds every command's option declarations, which are long and
+read best side by side; no command does more than bind, call and print.
+"""
 
 from __future__ import annotations
 

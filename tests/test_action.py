@@ -354,3 +354,75 @@ def test_a_pull_request_deleting_an_environment_says_what_happens_to_it(world: W
     assert "This pull request deletes environment `old`." in comment["body"]
     assert "its ZenML registrations and Terraform resources stay as they are" in comment["body"]
     assert "changes no environment's specs, modules or policies: nothing to plan." in comment["body"]
+
+
+def test_workflow_dispatch_names_the_known_environments_when_one_is_unknown(world: World):
+    event = {"inputs": {"environment": "local, lcoal", "mode": "plan"}, "ref": "refs/heads/master"}
+    result = world.deliver("workflow_dispatch", event, world.base)
+    assert result.exit_code == 2
+    assert "no environment named 'lcoal' (known: local)" in result.output
+    assert "did you mean 'local'?" in result.output
+    assert not (world.state / "local" / "terraform").exists()  # nothing planned
+    outputs = world.outputs.read_text()  # the outputs are written on error exits too
+    assert "has-changes=false" in outputs and "policy-passed=false" in outputs
+
+
+def test_workflow_dispatch_refuses_specs_that_do_not_validate(world: World):
+    broken = BUILDER.replace("flavor: local", "flavor: local, configuration: {nope: 1}")
+    world.commit({"environments/local/builder.yaml": broken}, "broken")
+    git(world.repo, "checkout", "-q", "master")
+    git(world.repo, "merge", "-q", "feature")
+    sha = git(world.repo, "rev-parse", "HEAD")
+    for mode in ("plan", "apply"):
+        result = world.deliver("workflow_dispatch", {"inputs": {"environment": "local", "mode": mode}}, sha)
+        assert result.exit_code == 1, result.output
+        assert "environments/local/builder.yaml:4:60: error: unknown key 'nope'" in result.output
+        assert "::error file=environments/local/builder.yaml,line=4" in result.output
+        assert "nothing planned or applied: the specs of local do not validate" in result.output
+    assert "local-stack" not in zenml_state(world.state, "local")["stacks"]
+    assert world.github.requests == []
+
+
+def test_workflow_dispatch_checks_policies_and_masks_secrets(world: World, monkeypatch: pytest.MonkeyPatch):
+    bad = BUILDER.replace(
+        "metadata: {name: local-builder}", "metadata: {name: local-builder, labels: {environment: prod}}"
+    )
+    world.commit({"environments/local/builder.yaml": bad}, "mislabelled")
+    git(world.repo, "checkout", "-q", "master")
+    git(world.repo, "merge", "-q", "feature")
+    sha = git(world.repo, "rev-parse", "HEAD")
+    result = world.deliver("workflow_dispatch", {"inputs": {"environment": "local", "mode": "plan"}}, sha)
+    assert result.exit_code == 1, result.output
+    assert "::error file=environments/local/builder.yaml,line=3" in result.output and "SW002" in result.output
+    assert "policy-passed=false" in world.outputs.read_text()
+    result = world.deliver("workflow_dispatch", {"inputs": {"environment": "local", "mode": "apply"}}, sha)
+    assert result.exit_code == 1
+    assert "denied by policy, nothing was applied" in world.summary.read_text()
+    assert "local-stack" not in zenml_state(world.state, "local")["stacks"]
+
+
+def test_the_plan_file_output_holds_the_reviewed_plan(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    assert world.pull_request("opened", world.base, head).exit_code == 0
+    outputs = dict(line.split("=", 1) for line in world.outputs.read_text().splitlines())
+    plan = json.loads(Path(outputs["plan-file"]).read_text())
+    (comment,) = world.github.our_comments(2)
+    (env,) = plan["environments"]
+    assert env["environment"] == "local" and f'"local":"{env["hash"]}"' in comment["body"]
+
+
+def test_the_comment_shows_plan_values_as_json_once_per_change(world: World):
+    head = world.commit(
+        {
+            "environments/local/builder.yaml": BUILDER.replace(
+                "spec: {type: image_builder, flavor: local}",
+                "spec: {type: image_builder, flavor: local, configuration: {use_subprocess_call: true}}",
+            )
+        },
+        "add a builder",
+    )
+    world.pull_request("opened", world.base, head)
+    body = world.github.our_comments(2)[0]["body"]
+    assert "+ zenml.StackComponent.local-builder  # create" in body
+    assert "+ +" not in body and "'" not in body.split("```diff", 1)[1].split("```", 1)[0]
+    assert 'configuration: {"use_subprocess_call": true}' in body

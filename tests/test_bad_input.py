@@ -141,3 +141,17 @@ def test_environment_name_must_match_its_folder(examples: Path):
     (finding,) = result.findings("spec.environment")
     assert finding["line"] == 7
     assert "set metadata.name: local" in finding["hint"]
+
+
+def test_an_empty_secret_reference_says_what_it_needs(examples: Path):
+    connector = examples / "_base" / "connector.yaml"
+    reference = "service_account_json:\n      fromEnv: ${var.gcp_sa_key_env}"
+    connector.write_text(connector.read_text().replace(reference, "service_account_json: {}"))
+    result = validate_json(examples, "--env", "dev")
+    assert result.exit_code == 1
+    (finding,) = [d for d in result.findings("schema") if "service_account_json" in (d["path"] or "")]
+    assert (
+        finding["message"]
+        == "spec.secrets.service_account_json needs exactly one of fromEnv or fromZenmlSecret"
+    )
+    assert "fromEnv: VAR_NAME" in finding["hint"] and finding["line"]

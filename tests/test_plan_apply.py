@@ -199,7 +199,7 @@ def test_a_name_taken_by_a_resource_stackward_does_not_own_blocks_apply(repo: Pa
 
 def test_an_apply_waits_for_the_lock_then_fails_naming_the_holder(repo: Path):
     state = EnvironmentState(state_of(repo), "local")
-    with environment_lock(state, "stackward apply local (the other run)"):
+    with environment_lock(state, "stackward apply local (the other run)", timeout=0):
         result = apply(repo, "--lock-timeout", "1")
     assert result.exit_code == 1
     assert "environment local is locked by stackward apply local (the other run) (pid" in result.output

@@ -187,7 +187,9 @@ def test_drift_is_only_reported_where_the_environment_says_report(service: Servi
     drifted = service.condition("Drifted")
     assert drifted["status"] == "True" and drifted["reason"] == "DriftDetected"
     assert "update zenml.StackComponent.local-orchestrator" in drifted["message"]
-    assert "labels.team: someone-else -> ml-platform" in drifted["message"]  # values as in plans, not Python reprs
+    assert (
+        "labels.team: someone-else -> ml-platform" in drifted["message"]
+    )  # values as in plans, not Python reprs
     assert "alice-builder" not in drifted["message"]  # not ours: not drift, never touched
     assert service.condition("Ready")["status"] == "False"
     components = zenml_state(service.state, "local")["components"]
@@ -195,6 +197,37 @@ def test_drift_is_only_reported_where_the_environment_says_report(service: Servi
     assert "alice-builder" in components
     metrics = service.http.get("/metrics").text
     assert 'stackward_drift{environment="local"} 1.0' in metrics
+
+
+NO_NEW_STACKS = """package stackward.team_rules
+
+import rego.v1
+
+deny contains result if {
+	some change in input.changes
+	change.kind == "Stack"
+	change.action == "create"
+	result := {"msg": sprintf("stack %s: new stacks are made by the platform team", [change.name]), "policy_id": "T001"}
+}
+"""
+
+
+def test_a_policies_folder_configured_for_the_reconciler_stops_its_apply(
+    tmp_path: Path, store_template: Path
+):
+    """The reconciler reads the same policy settings as the CLI and the Action (here the
+    `policies` setting; STACKWARD_POLICIES sets it the same way) and gates its applies on them."""
+    policies = tmp_path / "team-policies"
+    policies.mkdir()
+    (policies / "team.rego").write_text(NO_NEW_STACKS)
+    with running_service(tmp_path, store_template, policies=policies) as service:
+        service.wait(lambda: service.condition("Ready").get("reason") == "ApplyRefused")
+        ready = service.condition("Ready")
+        assert ready["status"] == "False"
+        assert "denied by policy, nothing was applied" in ready["message"]
+        assert "stack local-stack: new stacks are made by the platform team [policy.T001]" in ready["message"]
+        assert "local-stack" not in zenml_state(service.state, "local")["stacks"]
+        assert service.http.get("/api/environments/local/history").json() == []
 
 
 def test_the_webhook_checks_signatures_and_ignores_what_is_not_a_push_to_the_branch(service: Service):

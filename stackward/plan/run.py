@@ -23,8 +23,9 @@ from stackward.plan.changes import Action, Change, EnvironmentPlan, mask_values
 from stackward.plan.state import EnvironmentState, Ledger, environment_lock
 from stackward.spec.model import Environment, Repo
 from stackward.terraform.executor import TerraformExecutor, TerraformPlan
+from stackward.zenml.diff import operations, plan_registrations
 from stackward.zenml.executor import StoreReader, ZenmlExecutor
-from stackward.zenml.registrations import desired, operations, plan_registrations
+from stackward.zenml.registrations import desired
 
 Progress = Callable[[str], None]
 

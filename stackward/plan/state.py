@@ -1,8 +1,9 @@
-"""Per-environment state: where it lives, the lock around plan-for-apply and apply, and
-the ledger of applies.
+"""Per-environment state: where it lives, the lock every plan and apply holds for its whole
+length, and the ledger of applies.
 
-Layout under the state directory (default `.stackward/` next to the environments folder,
-or `$STACKWARD_STATE_DIR`):
+Layout under the state folder (the `state_dir` setting, `--state-dir` or
+`$STACKWARD_STATE_DIR`; default `.stackward/` at the root of the repository holding the
+environments folder):
 
     <env>/zenml/             the embedded ZenML store (ZENML_CONFIG_PATH)
     <env>/terraform/         the rendered root module and Terraform's working files
@@ -106,8 +107,9 @@ def describe(holder: dict) -> str:
 
 
 @contextmanager
-def environment_lock(state: EnvironmentState, command: str, timeout: float = 30.0) -> Iterator[dict]:
-    """Hold the environment; wait up to `timeout` seconds, then fail naming the holder."""
+def environment_lock(state: EnvironmentState, command: str, timeout: float) -> Iterator[dict]:
+    """Hold the environment; wait up to `timeout` seconds (the `lock_timeout` setting), then
+    fail naming the holder."""
     state.ensure()
     holder = {
         "id": uuid.uuid4().hex,

@@ -3,6 +3,8 @@
 PyYAML composes the node graph (in C when available); this module turns nodes into
 plain data itself so that it can record a file:line:column for every JSON path, reject
 duplicate keys, and bound the work a hostile file can cause (size, alias expansion, depth).
+It is longer than most modules on purpose: every bound must apply to every file, so the
+walk over the node graph and its limits stay in one place.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ start with `_` (`_base` for documents every environment inherits, `_modules` for
 modules). Resolving an environment: load its documents and those of its bases, apply
 same-named environment documents to base documents as JSON Merge Patches (RFC 7386),
 interpolate `${env.*}`/`${var.*}`, and stamp the environment's labels on every resource.
+The result is the model in stackward.spec.model.
 """
 
 from __future__ import annotations

@@ -153,6 +153,8 @@ def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, s
         return [
             (path, f"{_label(path)} lists an entry more than once", hint or "remove the repeated entries")
         ]
+    if keyword in ("minProperties", "maxProperties") and "fromEnv" in schema.get("properties", {}):
+        return [(path, f"{_label(path)} needs exactly one of fromEnv or fromZenmlSecret", hint)]
     if keyword in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"):
         bound = "at least" if keyword.startswith("min") else "at most"
         unit = "characters" if keyword.endswith("Length") else "entries"
@@ -160,8 +162,6 @@ def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, s
         return [(path, message, hint or f"give {bound} {error.validator_value} {unit}")]
     if keyword in ("not", "false"):
         return [(path, f"{_label(path)} is not allowed here", hint or "remove it")]
-    if keyword in ("minProperties", "maxProperties") and "fromEnv" in schema.get("properties", {}):
-        return [(path, f"{_label(path)} needs exactly one of fromEnv or fromZenmlSecret", hint)]
     if keyword == "dependentRequired":
         message = error.message.replace("is a dependency of", "is required by")
         return [(path, message, hint or "add the key it names, or remove the key that needs it")]

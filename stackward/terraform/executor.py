@@ -1,72 +1,31 @@
-"""The Terraform executor: one root module per environment, driven through python-terraform.
+"""The Terraform executor: runs the terraform CLI, through python-terraform, for one environment.
 
-The environment's Infrastructure documents become `module` blocks of a rendered
-`main.tf.json` in the environment's state folder, with its backend (local state under the
-state folder by default). `${infra.A.out}` inside a module's variables becomes a reference
-to module A's output; every declared output is exported so registrations can use it.
+The root module is rendered by `stackward.terraform.render` and written to `main.tf.json` in
+the environment's Terraform working folder; `terraform show -json` and `terraform output -json`
+are read by `stackward.terraform.plan_json`. Failures become `TerraformError`s that say what to do.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
-from stackward.checks.references import declared_outputs, local_module_folder
 from stackward.errors import EnvironmentFailed
-from stackward.plan.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange
 from stackward.plan.state import EnvironmentState
-from stackward.spec.model import Environment, Repo, Resource
+from stackward.spec.model import Environment, Repo
+from stackward.terraform.plan_json import Outputs, TerraformPlan, read_outputs, read_plan
+from stackward.terraform.render import OutputsIndex, RenderedRoot, backend, infrastructure, render_root
 
-_INFRA = re.compile(r"\$\{infra\.([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)\}")
-_ACTIONS = {
-    ("no-op",): Action.NO_OP,
-    ("create",): Action.CREATE,
-    ("update",): Action.UPDATE,
-    ("delete",): Action.DELETE,
-    ("delete", "create"): Action.REPLACE,
-    ("create", "delete"): Action.REPLACE,
-}
-Outputs = dict[str, dict[str, Any]]  # module -> output -> value
+__all__ = ["TerraformError", "TerraformExecutor", "TerraformPlan"]
 
 
 class TerraformError(EnvironmentFailed):
     """Terraform could not do what was asked; the message names the environment and what to do."""
-
-
-@dataclass
-class TerraformPlan:
-    changes: list[Change]
-    outputs: Outputs  # values known before apply (unchanged, or already in the state)
-    sensitive: set[tuple[str, str]] = field(default_factory=set)
-    raw: dict = field(default_factory=dict)  # `terraform show -json`, for policies
-
-
-def _escape(text: str) -> str:
-    """A literal string in Terraform JSON syntax: ${ and %{ would start templates."""
-    return text.replace("${", "$${").replace("%{", "%%{")
-
-
-def _render_value(value: Any) -> Any:
-    if isinstance(value, str):
-        parts, last = [], 0
-        for match in _INFRA.finditer(value):
-            parts.append(_escape(value[last : match.start()]))
-            parts.append(f"${{module.{match.group(1)}.{match.group(2)}}}")
-            last = match.end()
-        parts.append(_escape(value[last:]))
-        return "".join(parts)
-    if isinstance(value, dict):
-        return {k: _render_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_render_value(v) for v in value]
-    return value
 
 
 class TerraformExecutor:
@@ -77,9 +36,9 @@ class TerraformExecutor:
         self.repo = repo
         self.state = state
         self.lock_timeout = lock_timeout
-        self.modules = [r for r in env.resources if r.kind == "Infrastructure"]
+        self.modules = infrastructure(env)
         self.workdir = state.terraform_dir
-        self._outputs: list[tuple[str, str]] = []
+        self._rendered: RenderedRoot | None = None  # what init last wrote to main.tf.json
 
     @property
     def needed(self) -> bool:
@@ -88,50 +47,18 @@ class TerraformExecutor:
         plan then destroys."""
         if self.modules:
             return True
-        backend = self._backend()
-        if "local" in backend:
+        block = backend(self.env, self.repo, self.state)
+        if "local" in block:
             try:
-                return bool(json.loads(Path(backend["local"]["path"]).read_text()).get("resources"))
+                return bool(json.loads(Path(block["local"]["path"]).read_text()).get("resources"))
             except (OSError, ValueError):
                 return False
         return True
 
-    def _source(self, module: Resource) -> str:
-        folder = local_module_folder(module)
-        if folder is None:
-            return module.spec["source"]
-        relative = os.path.relpath(folder, self.workdir)
-        return relative if relative.startswith("../") else f"./{relative}"
-
-    def _backend(self) -> dict:
-        backend = self.env.settings.terraform_backend
-        config = dict(self.env.settings.terraform_backend_config)
-        if backend == "local":
-            path = config.get("path")
-            config["path"] = str((self.repo.repo_root / path) if path else self.state.terraform_state)
-        return {backend: config}
-
     def render(self) -> dict:
         """The root module as Terraform JSON."""
-        modules: dict[str, dict] = {}
-        outputs: dict[str, dict] = {}
-        self._outputs = []
-        for module in self.modules:
-            block = {"source": self._source(module)}
-            if module.spec.get("version"):
-                block["version"] = module.spec["version"]
-            block.update(_render_value(module.spec.get("variables") or {}))
-            modules[module.name] = block
-            for output in sorted(declared_outputs(module)):
-                name = f"stackward_{len(self._outputs):04d}"
-                self._outputs.append((module.name, output))
-                outputs[name] = {"value": f"${{module.{module.name}.{output}}}"}
-        root: dict[str, Any] = {"terraform": {"backend": self._backend()}}
-        if modules:  # none left: the plan destroys what the state still holds
-            root["module"] = modules
-        if outputs:  # Terraform's JSON syntax refuses an empty output block
-            root["output"] = outputs
-        return root
+        self._rendered = render_root(self.env, self.repo, self.state)
+        return self._rendered.root
 
     def _terraform(self) -> Terraform:
         if shutil.which("terraform") is None:
@@ -177,39 +104,7 @@ class TerraformExecutor:
             lock_timeout=f"{self.lock_timeout:.0f}s",
         )
         raw = json.loads(self._run(tf, "show", "tfplan", json=IsFlagged))
-        return self._read_plan(raw)
-
-    def _read_plan(self, raw: dict) -> TerraformPlan:
-        changes = []
-        for rc in raw.get("resource_changes", []):
-            action = _ACTIONS.get(tuple(rc["change"]["actions"]))
-            if action is None:
-                continue  # data source reads
-            changes.append(
-                Change(
-                    "terraform",
-                    rc["type"],
-                    rc["address"],
-                    rc["address"],
-                    action,
-                    tuple(_fields(rc["change"]))
-                    if action in (Action.UPDATE, Action.REPLACE, Action.CREATE)
-                    else (),
-                    rc.get("action_reason", "") if action is Action.REPLACE else "",
-                )
-            )
-        planned = raw.get("planned_values", {}).get("outputs", {})
-        output_changes = raw.get("output_changes", {})
-        outputs: Outputs = {}
-        sensitive = set()
-        for index, (module, output) in enumerate(self._outputs):
-            name = f"stackward_{index:04d}"
-            if output_changes.get(name, {}).get("after_unknown") or "value" not in planned.get(name, {}):
-                continue
-            outputs.setdefault(module, {})[output] = planned[name]["value"]
-            if planned[name].get("sensitive"):
-                sensitive.add((module, output))
-        return TerraformPlan(changes, outputs, sensitive, raw)
+        return read_plan(raw, self._outputs_index)
 
     def apply(self) -> Outputs:
         """Apply the saved plan (exactly what was planned), then read the outputs."""
@@ -218,55 +113,14 @@ class TerraformExecutor:
         return self.outputs(tf)
 
     def outputs(self, tf: Terraform | None = None) -> Outputs:
+        """Module -> output -> value from the state, for the outputs of the root module
+        rendered last (none before a render)."""
         tf = tf or self._terraform()
-        values = json.loads(self._run(tf, "output", json=IsFlagged) or "{}")
-        outputs: Outputs = {}
-        for index, (module, output) in enumerate(self._outputs):
-            name = f"stackward_{index:04d}"
-            if name in values:
-                outputs.setdefault(module, {})[output] = values[name]["value"]
-        return outputs
+        return read_outputs(json.loads(self._run(tf, "output", json=IsFlagged) or "{}"), self._outputs_index)
 
-
-def _mask(value: Any, sensitive: Any, unknown: Any) -> Any:
-    """Terraform's value with sensitive parts as (sensitive) and unknown ones as (known after apply);
-    `sensitive`/`unknown` have the value's shape (dicts and lists of booleans)."""
-    if sensitive is True:
-        return SENSITIVE
-    if unknown is True:
-        return UNKNOWN
-    if isinstance(value, dict):
-        return {
-            k: _mask(
-                v,
-                sensitive.get(k) if isinstance(sensitive, dict) else None,
-                unknown.get(k) if isinstance(unknown, dict) else None,
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [
-            _mask(
-                v,
-                sensitive[i] if isinstance(sensitive, list) and i < len(sensitive) else None,
-                unknown[i] if isinstance(unknown, list) and i < len(unknown) else None,
-            )
-            for i, v in enumerate(value)
-        ]
-    return value
-
-
-def _fields(change: dict) -> list[FieldChange]:
-    before = _mask(change.get("before") or {}, change.get("before_sensitive"), None)
-    after = _mask(change.get("after") or {}, change.get("after_sensitive"), change.get("after_unknown"))
-    for key, unknown in (change.get("after_unknown") or {}).items():
-        if unknown is True:
-            after[key] = UNKNOWN
-    return [
-        FieldChange(key, before.get(key), after.get(key))
-        for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key)
-    ]
+    @property
+    def _outputs_index(self) -> OutputsIndex:
+        return self._rendered.outputs if self._rendered else ()
 
 
 def _explain(env: str, step: str, text: str) -> str:

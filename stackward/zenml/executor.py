@@ -1,4 +1,4 @@
-"""The ZenML registrations executor: a worker process per environment (see zenml_worker), and
+"""The ZenML registrations executor: a worker process per environment (see stackward.zenml.worker), and
 for long-running services a shared reader process that reads many embedded stores."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class _Running:
 
 
 class _JsonLinesProcess:
-    """A zenml_worker process started on first use: one JSON request per line in, JSON reply
+    """A worker process (stackward.zenml.worker) started on first use: one JSON request per line in, JSON reply
     lines out. After `close()` the next request starts a new one."""
 
     def __init__(self, args: list[str], environment: dict[str, str], name: str):

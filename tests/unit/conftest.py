@@ -1,0 +1,28 @@
+"""Unit tests: pure functions fed data. No ZenML catalog, no terraform binary, no zenml import."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def catalog() -> None:
+    """Overrides tests/conftest.py's: unit tests never build the ZenML catalog."""
+
+
+@pytest.fixture(autouse=True)
+def no_terraform_no_zenml(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """PATH is an empty folder (no terraform to run); afterwards, zenml must not have been imported."""
+    monkeypatch.setenv("PATH", str(tmp_path_factory.mktemp("empty-path")))
+    assert shutil.which("terraform") is None
+    yield
+    assert "zenml" not in sys.modules, (
+        "zenml was imported during a unit test; unit tests must run without ZenML "
+        "(import only pure modules, or move the test out of tests/unit)"
+    )

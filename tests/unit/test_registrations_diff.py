@@ -1,0 +1,111 @@
+"""Diffing ZenML registrations: a pure function of (desired, actual), no ZenML store."""
+
+from __future__ import annotations
+
+from stackward.plan.changes import SENSITIVE, Action, FieldChange
+from stackward.zenml.diff import operations, plan_registrations
+from stackward.zenml.registrations import ENVIRONMENT, MANAGED_BY, SPEC_HASH, Registration
+
+ENV = "dev"
+
+
+def owned(kind: str, name: str, fields: dict, spec_hash: str = "h", env: str = ENV, **kw) -> Registration:
+    labels = {MANAGED_BY: "stackward", ENVIRONMENT: env, SPEC_HASH: spec_hash, **kw.pop("labels", {})}
+    return Registration(kind, name, fields, labels, **kw)
+
+
+def component(name: str, flavor: str = "local", type_: str = "orchestrator", **kw) -> Registration:
+    fields = {
+        "type": type_,
+        "flavor": flavor,
+        "configuration": {},
+        "connector": None,
+        "connector_resource_id": None,
+    }
+    return owned("StackComponent", name, fields, **kw)
+
+
+def stack(name: str, components: dict, **kw) -> Registration:
+    return owned("Stack", name, {"components": components}, **kw)
+
+
+def by_address(changes):
+    return {c.address: c for c in changes}
+
+
+def test_a_new_registration_is_created_with_its_fields_and_without_ownership_labels():
+    (change,) = plan_registrations(ENV, [component("orch", labels={"team": "ml"})], [])
+    assert change.action is Action.CREATE and change.address == "zenml.StackComponent.orch"
+    fields = {f.path: f.after for f in change.fields}
+    assert fields["flavor"] == "local" and fields["labels"] == {"team": "ml"}
+    assert not any(MANAGED_BY in path or SPEC_HASH in path for path in fields)
+
+
+def test_the_same_registration_is_no_change_and_a_changed_field_an_exact_update():
+    have = component("orch")
+    assert plan_registrations(ENV, [component("orch")], [have])[0].action is Action.NO_OP
+    want = component("orch", spec_hash="h2")
+    want.fields["configuration"]["synchronous"] = True
+    (change,) = plan_registrations(ENV, [want], [have])
+    assert change.action is Action.UPDATE
+    assert change.fields == (FieldChange("configuration.synchronous", None, True),)
+
+
+def test_a_name_taken_by_an_unowned_registration_is_a_conflict_naming_the_owner():
+    hand_made = Registration("StackComponent", "orch", component("orch").fields, {})
+    (change,) = plan_registrations(ENV, [component("orch")], [hand_made])
+    assert change.action is Action.CONFLICT
+    assert "registered by hand" in change.reason
+    other_env = component("orch", env="prod")
+    (change,) = plan_registrations(ENV, [component("orch")], [other_env])
+    assert change.action is Action.CONFLICT and "environment prod" in change.reason
+
+
+def test_owned_registrations_gone_from_the_specs_are_pruned_and_others_left_alone():
+    gone, foreign = component("old"), component("theirs", env="prod")
+    changes = plan_registrations(ENV, [], [gone, foreign])
+    assert [(c.address, c.action) for c in changes] == [("zenml.StackComponent.old", Action.DELETE)]
+
+
+def test_a_flavor_change_replaces_the_component_and_the_stack_using_it():
+    have = [component("orch"), stack("s", {"orchestrator": "orch"})]
+    want = [component("orch", flavor="local_docker", spec_hash="h2"), stack("s", {"orchestrator": "orch"})]
+    changes = by_address(plan_registrations(ENV, want, have))
+    assert changes["zenml.StackComponent.orch"].action is Action.REPLACE
+    assert "flavor changes from local to local_docker" in changes["zenml.StackComponent.orch"].reason
+    assert changes["zenml.Stack.s"].action is Action.REPLACE
+    assert "its component orch is deleted or replaced" in changes["zenml.Stack.s"].reason
+    ops = operations(list(changes.values()), want, have, ENV)
+    assert [(o["op"], o["kind"]) for o in ops] == [
+        ("delete", "Stack"),
+        ("delete", "StackComponent"),
+        ("create", "StackComponent"),
+        ("create", "Stack"),
+    ]
+
+
+def test_an_unowned_stack_using_a_component_makes_its_replace_a_conflict():
+    have = [component("orch"), Registration("Stack", "hand", {"components": {"orchestrator": "orch"}}, {})]
+    want = [component("orch", flavor="local_docker", spec_hash="h2")]
+    (change,) = plan_registrations(ENV, want, have)
+    assert change.action is Action.CONFLICT and "stack hand (not managed by stackward)" in change.reason
+
+
+def test_a_component_of_another_type_with_the_same_name_is_another_registration():
+    have = [component("shared", type_="image_builder", env="prod")]
+    (change,) = plan_registrations(ENV, [component("shared")], have)
+    assert change.action is Action.CREATE
+
+
+def test_a_changed_secret_shows_only_that_it_changed():
+    fields = {"type": "gcp", "auth_method": "service-account", "configuration": {}}
+    secret = {"service_account_json": {"fromEnv": "KEY"}}
+    have = owned(
+        "ServiceConnector", "gcp", fields, spec_hash="old", secret_keys=frozenset(secret), secrets=secret
+    )
+    want = owned(
+        "ServiceConnector", "gcp", fields, spec_hash="new", secret_keys=frozenset(secret), secrets=secret
+    )
+    (change,) = plan_registrations(ENV, [want], [have])
+    assert change.action is Action.UPDATE
+    assert change.fields == (FieldChange("secrets", SENSITIVE, SENSITIVE),)
