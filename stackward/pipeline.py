@@ -166,13 +166,17 @@ class Pipeline:
         return PlanOutcome(report, planned, policy_findings(environments, report, planned, options))
 
     # -- apply ------------------------------------------------------------------------------
-    def gate(self, report: Report, env: Environment) -> Callable[[Planned], None]:
-        """The policy gate on a fresh plan: ApplyRefused naming each deny, or when the policies
-        cannot be read or evaluated (it fails closed)."""
+    def gate(
+        self, report: Report, env: Environment, policies_ref: str | None = None
+    ) -> Callable[[Planned], None]:
+        """The policy gate on a fresh plan (the policies as they are at `policies_ref`, when
+        given): ApplyRefused naming each deny, or when the policies cannot be read or evaluated
+        (it fails closed)."""
 
         def check(planned: Planned) -> None:
             try:
-                found = policy_findings([env], report, {env.name: planned}, self.policy_options())
+                options = self.policy_options(base_ref=policies_ref)
+                found = policy_findings([env], report, {env.name: planned}, options)
             except StackwardError as exc:
                 raise ApplyRefused(
                     f"{env.name}: the policy gate could not run, so nothing was applied: {exc}"
@@ -193,9 +197,11 @@ class Pipeline:
         *,
         reviewed: Reviewed,
         on_plan: Callable[[Planned], None] | None = None,
+        policies_ref: str | None = None,
     ) -> ApplyResult:
-        """Apply one environment, held to `reviewed` and gated by the policies."""
-        gate = self.gate(report, env)
+        """Apply one environment, held to `reviewed` and gated by the policies (as they are at
+        `policies_ref`, when given)."""
+        gate = self.gate(report, env, policies_ref)
 
         def check(planned: Planned) -> None:
             if on_plan is not None:
@@ -212,6 +218,7 @@ class Pipeline:
         *,
         on_start: Callable[[Environment], None] | None = None,
         on_plan: Callable[[Planned], None] | None = None,
+        policies_ref: str | None = None,
     ) -> Iterator[Applied]:
         """Apply in promotion order, one result per environment as it ends; after a failure,
         the environments left are skipped (a change reaches prod only through staging).
@@ -225,7 +232,9 @@ class Pipeline:
             if on_start is not None:
                 on_start(env)
             try:
-                result = self.apply_one(report, env, reviewed=reviewed.get(env.name), on_plan=on_plan)
+                result = self.apply_one(
+                    report, env, reviewed=reviewed.get(env.name), on_plan=on_plan, policies_ref=policies_ref
+                )
             except EnvironmentFailed as exc:
                 failed = True
                 yield Applied(env.name, error=exc)
