@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,11 @@ from pydantic import Field, field_validator
 
 from stackward.checks.validate import Report
 from stackward.errors import UsageError
-from stackward.github.client import GitHubClient
+from stackward.github.client import FoundComment, GitHubClient
+from stackward.output.github import escape_data
 from stackward.pipeline import Pipeline
 from stackward.plan.changes import Plan
+from stackward.secrets import Scrubber, secret_values, unscrubbed
 from stackward.settings import Settings
 
 
@@ -104,10 +107,12 @@ class Run:
     ctx: GitHubContext
     client: GitHubClient
     outputs: dict[str, str] = field(default_factory=default_outputs)
+    refused: dict[str, None] = field(default_factory=dict)  # writes GitHub refused, in order
+    scrub: Scrubber = field(default_factory=Scrubber)  # what the run writes anywhere goes through it
 
     @property
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.settings)
+        return Pipeline(self.settings, scrub=self.scrub)
 
     def say(self, text: str) -> None:
         click.echo(text)
@@ -118,7 +123,35 @@ class Run:
     def summary(self, text: str) -> None:
         if self.ctx.step_summary is not None:
             with self.ctx.step_summary.open("a") as handle:
-                handle.write(text)
+                handle.write(self.scrub(text))
+
+    def warn(self, text: str) -> None:
+        """A warning annotation on the run (and its line in the log)."""
+        click.echo(f"::warning title=stackward::{escape_data(text)}")
+
+    def write_refused(self, message: str) -> None:
+        """A write GitHub refused for want of permission (a fork's read-only token): warned
+        once, listed in the job summary at the end, and the run goes on."""
+        if message not in self.refused:
+            self.refused[message] = None
+            self.warn(f"{message}. The run goes on; its results are in the job summary.")
+
+    def summarize_refused(self) -> None:
+        """The writes GitHub refused, as a warning in the job summary."""
+        if self.refused:
+            items = "".join(f"\n> - {message}" for message in self.refused)
+            self.summary(f"\n{REFUSED}{items}\n")
+
+    def plan_comment(self, number: int) -> FoundComment | None:
+        """stackward's own plan comment on pull request `number`. A comment by anyone else that
+        carries the marker is ignored, its author named in a warning (its body is never shown)."""
+        search = self.client.find_comment(number)
+        for login in search.others:
+            self.warn(
+                f"ignored a comment on #{number} by {shown(login)}: it carries stackward's hidden "
+                f"marker, but only comments by {shown(search.login)} (this token) are stackward's"
+            )
+        return search.found
 
     def validated(self) -> Report:
         """Every environment validated (no policies: they judge plans), its secrets masked."""
@@ -136,23 +169,29 @@ class Run:
         folder = self.ctx.temp or self.settings.state_root(report.repo.repo_root)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"stackward-plan-{(self.ctx.sha or 'local')[:12]}.json"
-        path.write_text(plan.to_json())
+        path.write_text(self.scrub(plan.to_json()))
         self.output(**{"plan-file": str(path)})
 
 
+REFUSED = (
+    "> [!WARNING]\n> GitHub refused some of stackward's writes, so they are missing on GitHub: the "
+    "token may not write there (a pull request from a fork gets a read-only token; otherwise "
+    "check the workflow's `permissions:`). Everything else ran: see this summary and the log."
+)
+
+
+def shown(login: str) -> str:
+    """A login as the log may show it: anything but ASCII letters, digits and `-_.[]` escaped,
+    so that no name can pass for a workflow command or break a line."""
+    safe = (c if c.isascii() and (c.isalnum() or c in "-_.[]") else f"\\u{ord(c):04x}" for c in login)
+    return "".join(safe) or '""'
+
+
 def mask_secrets(report: Report) -> None:
-    """Register every secret value the specs reference, so Actions masks it in logs. Actions
-    masks one line per command: a multi-line value (a key file) is registered line by line."""
-    for env in report.environments:
-        names = [env.settings.zenml_api_key_env]
-        for connector in env.of_kind("ServiceConnector").values():
-            names += [
-                ref.get("fromEnv")
-                for ref in (connector.spec.get("secrets") or {}).values()
-                if isinstance(ref, dict)
-            ]
-        for name in names:
-            value = os.environ.get(name) if isinstance(name, str) else None
-            for line in (value or "").splitlines():
-                if line.strip():
-                    click.echo(f"::add-mask::{line}")
+    """Register every secret value the specs reference with Actions, so the runner masks it
+    also in what child processes print. It masks one line per command: a multi-line value (a
+    key file) is registered line by line. Written past the scrubber, which would hide it."""
+    for value in secret_values(report.environments):
+        for line in value.splitlines():
+            if line.strip():
+                unscrubbed(sys.stdout).write(f"::add-mask::{line}\n")

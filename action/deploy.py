@@ -8,14 +8,23 @@ import click
 from action.context import Run
 from stackward.checks.validate import Report
 from stackward.github.comment_body import ApplyRow, apply_comment
-from stackward.output.github import annotation
+from stackward.output.github import annotation, stop_commands
 from stackward.plan.run import Reviewed
 from stackward.spec.model import Environment
 
 
-def apply(run: Run, report: Report, sha: str, number: int | None, reviewed: dict[str, Reviewed]) -> int:
+def apply(
+    run: Run,
+    report: Report,
+    sha: str,
+    number: int | None,
+    reviewed: dict[str, Reviewed],
+    *,
+    policies_ref: str | None = None,
+) -> int:
     """Apply the environments in `reviewed` (each held to its reviewed plan hash, or to nothing
-    for a dispatch) at commit `sha`, and report on pull request `number` when there is one."""
+    for a dispatch) at commit `sha`, gated by the policies at `policies_ref` (else the working
+    tree's), and report on pull request `number` when there is one."""
     pipeline = run.pipeline
     run.output(environments=",".join(reviewed))
     if not report.ok:
@@ -39,7 +48,9 @@ def apply(run: Run, report: Report, sha: str, number: int | None, reviewed: dict
         run.client.deployment_status(deployments[env.name], "in_progress", "applying", run.ctx.run_url)
 
     rows: list[ApplyRow] = []
-    for applied in pipeline.apply(report, environments, reviewed, on_start=started):
+    for applied in pipeline.apply(
+        report, environments, reviewed, on_start=started, policies_ref=policies_ref
+    ):
         name, deployment = applied.environment, deployments.get(applied.environment)
         if applied.skipped:
             rows.append(ApplyRow(name, "⏭️ skipped", "—", "an earlier environment failed"))
@@ -64,7 +75,7 @@ def apply(run: Run, report: Report, sha: str, number: int | None, reviewed: dict
     if number is not None:
         run.client.comment(number, body)
     run.summary(body + "\n")
-    run.say(body)
+    run.say(stop_commands(body))
     failed = any(r.result == "❌ failed" for r in rows)
     run.output(
         **{

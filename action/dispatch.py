@@ -8,7 +8,8 @@ import click
 from action import deploy
 from action.context import Run
 from stackward.errors import SpecsInvalid, UsageError
-from stackward.output.github import annotation
+from stackward.github.comment_body import plan_summary
+from stackward.output.github import annotation, stop_commands
 from stackward.output.plan_text import render as render_plans
 
 
@@ -36,10 +37,10 @@ def handle(run: Run) -> int:
     run.write_plan(outcome.plan, report)
     plans = outcome.plan.environments
     text = render_plans(plans)
-    run.say(text)
+    run.say(stop_commands(text))
     for diag in outcome.findings:
         click.echo(annotation(diag))
-    run.summary(f"```\n{click.unstyle(text)}\n```\n")
+    run.summary(plan_summary(text, run.outputs["plan-file"]))
     run.output(
         **{
             "has-changes": str(any(p.has_changes for p in plans)).lower(),

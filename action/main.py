@@ -20,7 +20,9 @@ from action import dispatch, pull_request, push
 from action.context import ActionSettings, GitHubContext, Run, default_outputs, write_outputs
 from stackward.errors import StackwardError, UsageError
 from stackward.github.client import GitHubClient
+from stackward.output.github import stop_commands
 from stackward.output.human import render_diagnostic
+from stackward.secrets import TOKEN_VARIABLES, Scrubber, scrubbed_output
 
 HANDLERS: dict[str, Callable[[Run], int]] = {
     "pull_request": pull_request.handle,
@@ -31,7 +33,7 @@ HANDLERS: dict[str, Callable[[Run], int]] = {
 }
 
 
-def _run(settings: ActionSettings, outputs: dict[str, str]) -> int:
+def _run(settings: ActionSettings, outputs: dict[str, str], scrub: Scrubber) -> int:
     ctx = GitHubContext.from_environment()
     handler = HANDLERS.get(ctx.event_name)
     if handler is None:
@@ -40,8 +42,13 @@ def _run(settings: ActionSettings, outputs: dict[str, str]) -> int:
     token = os.environ.get("GITHUB_TOKEN") or os.environ.get("INPUT_TOKEN")
     if not token:
         raise UsageError("GITHUB_TOKEN is not set: pass the token input")
-    client = GitHubClient(token, ctx.repository, ctx.api_url, backoff=settings.api_backoff)
-    return handler(Run(settings, ctx, client, outputs))
+    client = GitHubClient(token, ctx.repository, ctx.api_url, backoff=settings.api_backoff, scrub=scrub)
+    run = Run(settings, ctx, client, outputs, scrub=scrub)
+    client.on_refused = run.write_refused  # a read-only token (a fork's) warns, it does not stop the run
+    try:
+        return handler(run)
+    finally:
+        run.summarize_refused()
 
 
 @click.command("action")
@@ -60,13 +67,16 @@ def _run(settings: ActionSettings, outputs: dict[str, str]) -> int:
 def command(**given: object) -> None:
     """Run as the GitHub Action for the current event (GITHUB_* variables; token in GITHUB_TOKEN)."""
     outputs = default_outputs()
-    try:
-        code = _run(ActionSettings.load(**given), outputs)
-    except StackwardError as exc:
-        for diag in getattr(exc, "findings", []):
-            click.echo(render_diagnostic(diag))
-        click.echo(f"stackward: {exc}", err=True)
-        code = exc.exit_code
-    finally:
-        write_outputs(Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None, outputs)
+    scrub = Scrubber(os.environ.get(name) for name in TOKEN_VARIABLES)
+    with scrubbed_output(scrub):  # the log: secrets the specs reference are added as they are read
+        try:
+            code = _run(ActionSettings.load(**given), outputs, scrub)
+        except StackwardError as exc:
+            findings = [render_diagnostic(diag) for diag in getattr(exc, "findings", [])]
+            click.echo(stop_commands("\n".join([*findings, f"stackward: {exc}"])), err=True)
+            code = exc.exit_code
+        finally:
+            write_outputs(
+                Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None, outputs
+            )
     sys.exit(code)

@@ -14,7 +14,7 @@ from stackward.github.comment_body import (
     comment_bodies,
     job_summary,
 )
-from stackward.output.github import annotation
+from stackward.output.github import annotation, stop_commands
 from stackward.pipeline import PlanOutcome
 from stackward.policy.input import PullRequest
 
@@ -46,7 +46,7 @@ def handle(run: Run) -> int:
         notes.append(templates.DRAFT)
     checked_only = fork or run.settings.mode == "validate"
     outcome = _outcome(run, report, names, pr, number, checked_only, notes)
-    existing = run.client.find_comment(number)
+    existing = run.plan_comment(number)
     state = outcome.state(planned=not checked_only)
     run.client.upsert_comment(number, comment_bodies(outcome, state), existing)
     for env in outcome.environments:
@@ -57,9 +57,9 @@ def handle(run: Run) -> int:
             env.description(),
             run.ctx.run_url,
         )
-    report_text = job_summary(outcome)
+    report_text = job_summary(outcome, plan_file=run.outputs["plan-file"])
     run.summary(report_text)
-    run.say(report_text)  # the same report in the log
+    run.say(stop_commands(report_text))  # the same report in the log, obeyed as no command
     for diag in outcome.findings:
         click.echo(annotation(diag))
     run.output(
@@ -133,7 +133,7 @@ def closed(run: Run, number: int, merged: bool) -> int:
     if merged:
         run.say(f"stackward: #{number} was merged; the push to the default branch applies it")
         return 0
-    existing = run.client.find_comment(number)
+    existing = run.plan_comment(number)
     if existing is None:
         run.say(f"stackward: #{number} closed without merging; there is no plan comment to update")
         return 0

@@ -1,10 +1,17 @@
 """push: a push to the default branch applies what the merged pull request's plan comment
-showed (its head SHA and each environment's plan hash), and nothing without one."""
+showed (its head SHA and each environment's plan hash), and nothing without one. The policy
+gate judges it with the policies of the default branch as it was before the merge, so a pull
+request cannot loosen the gate it is applied through."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+from pathlib import Path
+
 from action import deploy
 from action.context import Run
+from stackward.github.changed import GitError
 
 
 def handle(run: Run) -> int:
@@ -27,7 +34,7 @@ def handle(run: Run) -> int:
             f"stackward: {sha[:7]} is not the merge of a pull request: nothing is applied without a reviewed plan"
         )
         return 1
-    found = run.client.find_comment(pull.number)
+    found = run.plan_comment(pull.number)
     refusal = None
     if found is None:
         refusal = f"#{pull.number} has no stackward plan comment"
@@ -45,4 +52,26 @@ def handle(run: Run) -> int:
         run.say(message)
         run.client.comment(pull.number, message.removeprefix("stackward: "))
         return 1
-    return deploy.apply(run, run.validated(), sha, pull.number, dict(found.state.plans))
+    report = run.validated()
+    base = base_before(report.repo.repo_root, sha, event.get("before"))
+    return deploy.apply(run, report, sha, pull.number, dict(found.state.plans), policies_ref=base)
+
+
+def base_before(repo_root: Path, sha: str, before: str | None) -> str:
+    """The default branch as it was before the push of `sha`: the push's `before`, else the
+    first parent of `sha` (the base of a merge commit, a squash or a one-commit rebase; a rebase
+    of several commits pushes them all, and only `before` is the base then). GitError when git
+    cannot resolve it, so nothing is applied (check out with history: fetch-depth: 0)."""
+    known = before if before and re.fullmatch(r"[0-9a-f]{40}", before) and before.strip("0") else None
+    wanted = known or f"{sha}^1"
+    proc = subprocess.run(
+        ["git", "-C", str(repo_root), "rev-parse", "--verify", "--quiet", f"{wanted}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise GitError(
+            f"nothing applied: the commit before the merge ({wanted[:9]}), whose policies judge it, is not "
+            "in the checkout; check out the repository with its history (actions/checkout with fetch-depth: 0)"
+        )
+    return proc.stdout.strip()

@@ -12,7 +12,8 @@ pointers(r) := {value | some path, value in r.spec.configuration; is_string(valu
 	is_string(v)
 }
 
-others := [name | some name in input.environments; name != input.environment.name]
+# Other environments, in the change or on the base branch (a PR that deletes one is still checked).
+others := [name | some name in lib.environments; name != input.environment.name]
 
 # A value names another environment when that name stands as a word of its own.
 word(names) := sprintf(`(^|[^A-Za-z0-9])(%s)([^A-Za-z0-9]|$)`, [concat("|", names)])

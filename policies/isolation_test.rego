@@ -42,3 +42,12 @@ test_name_inside_a_word_is_not_a_match if {
 		"resources": [store("gs://products-dev/x", "dev-gcp")],
 	}
 }
+
+test_environment_deleted_by_the_change_is_still_another_environment if {
+	count(isolation.deny_cross_environment) == 1 with input as {
+		"environment": {"name": "dev"},
+		"environments": ["dev"],
+		"resources": [store("gs://zenml-prod-artifacts/x", "dev-gcp")],
+		"base": {"environments": ["dev", "prod"]},
+	}
+}

@@ -36,3 +36,26 @@ test_keys_outside_prod_pass if {
 		"resources": [connector("service-account")],
 	}
 }
+
+test_label_removed_by_the_change_still_counts_as_prod if {
+	count(prod_keyless.deny_long_lived_key) == 1 with input as {
+		"environment": {"name": "live", "labels": {}},
+		"resources": [connector("service-account")],
+		"base": {"environment": {"name": "live", "labels": {"tier": "production"}}},
+	}
+
+	# A new environment (no base version) is judged by its own labels.
+	count(prod_keyless.deny_long_lived_key) == 0 with input as {
+		"environment": {"name": "live", "labels": {}},
+		"resources": [connector("service-account")],
+		"base": null,
+	}
+}
+
+test_environment_prod_label_counts_as_prod if {
+	count(prod_keyless.deny_long_lived_key) == 1 with input as {
+		"environment": {"name": "live", "labels": {"team": "ml"}},
+		"resources": [connector("service-account")],
+		"base": {"environment": {"name": "live", "labels": {"environment": "prod"}}},
+	}
+}

@@ -23,6 +23,7 @@ from stackward.pipeline import Pipeline
 from stackward.plan.changes import Action, EnvironmentPlan
 from stackward.plan.run import ApplyRefused, Planned
 from stackward.plan.state import EnvironmentState, holder_is_stale, now, read_holder, unlock
+from stackward.secrets import secret_values
 from stackward.spec.model import Environment
 from stackward.zenml.executor import StoreReader
 
@@ -111,6 +112,7 @@ class Phases:
         except UsageError as exc:
             self._fail(status, Reason.INVALID_SPECS, str(exc))
             return None
+        self.store.scrub.add(*secret_values(report.environments))
         if not report.ok:
             first = report.errors[0]
             where = f"{first.location.file}:{first.location.line}: " if first.location else ""

@@ -17,6 +17,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text,
 from sqlalchemy.engine import Engine
 
 from reconciler.status import EnvironmentStatus
+from stackward.secrets import Scrubber
 
 metadata = MetaData()
 status_table = Table(
@@ -47,7 +48,11 @@ def _now() -> datetime:
 
 
 class Store:
+    """What the API, the dashboard and the metrics show. Everything saved goes through
+    `scrub` first: a secret value that reached a message is stored as (sensitive)."""
+
     def __init__(self, url: str):
+        self.scrub = Scrubber()
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         self.postgres = self.engine.dialect.name == "postgresql"
         self._local_locks: dict[str, threading.Lock] = {}
@@ -61,7 +66,7 @@ class Store:
         return EnvironmentStatus.from_dict(json.loads(row[0])) if row else None
 
     def save(self, status: EnvironmentStatus) -> None:
-        data = json.dumps(status.to_dict(), sort_keys=True, default=str)
+        data = json.dumps(self.scrub.data(status.to_dict()), sort_keys=True, default=str)
         with self.engine.begin() as conn:
             updated = conn.execute(
                 status_table.update()
@@ -77,7 +82,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(
                 history_table.insert().values(
-                    environment=environment, at=_now(), data=json.dumps(entry, default=str)
+                    environment=environment, at=_now(), data=json.dumps(self.scrub.data(entry), default=str)
                 )
             )
             ids = (

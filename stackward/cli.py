@@ -9,6 +9,8 @@ read best side by side; no command does more than bind, call and print.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from stackward.errors import EXIT_FINDINGS, SpecsInvalid, StackwardError, UsageError
+from stackward.secrets import TOKEN_VARIABLES, Scrubber, scrubbed_output
 from stackward.settings import Settings
 from stackward.spec.schema import KINDS, bundle, kind_schema
 
@@ -63,14 +66,20 @@ def _fail(exc: StackwardError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+_SCRUB = "stackward.scrub"  # the command's scrubber, in the click context
+
+
 class _Guarded(click.Command):
-    """A command whose StackwardErrors end it with their exit code and message, no traceback."""
+    """A command whose StackwardErrors end it with their exit code and message, no traceback,
+    and whose every printed line goes through the scrubber (secret values hidden)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except StackwardError as exc:
-            _fail(exc)
+        scrub = ctx.meta.setdefault(_SCRUB, Scrubber(os.environ.get(name) for name in TOKEN_VARIABLES))
+        with scrubbed_output(scrub):
+            try:
+                return super().invoke(ctx)
+            except StackwardError as exc:
+                _fail(exc)
 
 
 def _command(group: click.Group, name: str | None = None) -> Callable[[Callable], click.Command]:
@@ -150,7 +159,8 @@ def _pipeline(path: Path | None, **given: Any) -> Pipeline:
     from stackward.pipeline import Pipeline
 
     given.pop("policies_ref", None)
-    return Pipeline(Settings.load(path=path, **given), progress=_progress)
+    scrub = click.get_current_context().meta[_SCRUB]
+    return Pipeline(Settings.load(path=path, **given), progress=_progress, scrub=scrub)
 
 
 def _progress(message: str) -> None:
@@ -237,7 +247,7 @@ def plan(path: Path | None, env: str | None, fmt: str, out: Path | None, **given
     outcome = pipeline.plan(report, report.environments, policies_ref=given.get("policies_ref"))
     result = outcome.plan
     if out is not None:
-        out.write_text(result.to_json())
+        out.write_text(pipeline.scrub(result.to_json()))
     if fmt == "json":
         click.echo(result.to_json())
     else:
@@ -270,9 +280,19 @@ def apply(path: Path | None, env: str | None, plan_file: Path | None, **given: A
     environments = report.environments
     if reviewed is not None:
         environments = [e for e in environments if reviewed.environment(e.name) is not None]
+        if not environments:
+            covered = ", ".join(e.environment for e in reviewed.environments) or "no environment"
+            asked = ", ".join(e.name for e in report.environments)
+            raise UsageError(
+                f"{plan_file} is a plan of {covered}, not of {asked}; nothing was applied\n"
+                "  hint: plan the environment to apply: stackward plan --env NAME --out FILE"
+            )
     held_to = {e.name: reviewed.environment(e.name) if reviewed else None for e in environments}
     shown = lambda planned: click.echo(render_environment(planned.plan))  # noqa: E731
-    for applied in pipeline.apply(report, environments, held_to, on_plan=shown):
+    applying = pipeline.apply(
+        report, environments, held_to, on_plan=shown, policies_ref=given.get("policies_ref")
+    )
+    for applied in applying:
         if applied.error is not None:
             raise applied.error
         result = applied.result
@@ -289,8 +309,10 @@ def _reviewed_plan(plan_file: Path) -> Plan:
 
     try:
         return Plan.from_json(plan_file.read_text())
-    except (ValueError, KeyError) as exc:
-        raise UsageError(f"{plan_file}: not a stackward plan: {exc}") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or not a plan's shape
+        raise UsageError(
+            f"{plan_file}: not a stackward plan: {exc}\n  hint: write one with: stackward plan --out FILE"
+        ) from None
 
 
 @_command(main)
@@ -317,8 +339,11 @@ def unlock(env: str, path: Path | None, state_dir: Path | None, force: bool) -> 
     """Release an environment's lock left behind by a run that was killed."""
     from stackward.plan.state import EnvironmentState
     from stackward.plan.state import unlock as release
-    from stackward.spec.resolve import discover
+    from stackward.spec.resolve import discover, is_environment_name
 
+    rule = bundle()["$defs"]["envName"]
+    if not is_environment_name(env) or not re.fullmatch(rule["pattern"], env):
+        raise UsageError(f"{env!r} is not an environment name ({rule['x-hint']}); nothing was unlocked")
     settings = Settings.load(path=path, state_dir=state_dir)
     repo, _ = discover(settings.path)
     click.echo(release(EnvironmentState(settings.state_root(repo.repo_root), env), force=force))

@@ -32,6 +32,7 @@ from stackward.plan.run import (
 )
 from stackward.policy.check import PolicyOptions, check_policies
 from stackward.policy.input import PullRequest
+from stackward.secrets import Scrubber, secret_values
 from stackward.settings import Settings
 from stackward.spec.model import Environment
 from stackward.spec.schema import suggest
@@ -75,10 +76,18 @@ class Applied:
 class Pipeline:
     """One command's run over an environments folder, with one settings object."""
 
-    def __init__(self, settings: Settings, *, progress: Progress = quiet, reader: StoreReader | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        progress: Progress = quiet,
+        reader: StoreReader | None = None,
+        scrub: Scrubber | None = None,
+    ):
         self.settings = settings
         self.progress = progress
         self.reader = reader
+        self.scrub = scrub if scrub is not None else Scrubber()  # learns the specs' secrets as it reads them
 
     @property
     def catalog(self) -> Catalog:
@@ -93,13 +102,17 @@ class Pipeline:
             opa_url=s.opa_url,
             opa_token=s.opa_token.get_secret_value() if s.opa_token else None,
             opa_upload=not s.opa_preloaded,
+            gate=s.policy_gate,
             **run,  # type: ignore[arg-type]
         )
 
     # -- validate ---------------------------------------------------------------------------
     def validate(self, only: str | None = None, policy: PolicyOptions | None = None) -> Report:
-        """Every check on the environments (or `only` one); the policies too when `policy` is given."""
-        return validate(self.settings.path, only, catalog=self.catalog, policy=policy)
+        """Every check on the environments (or `only` one); the policies too when `policy` is given.
+        The scrubber learns the values of the secrets the environments reference."""
+        report = validate(self.settings.path, only, catalog=self.catalog, policy=policy)
+        self.scrub.add(*secret_values(report.environments))
+        return report
 
     def checked(self, only: str | None = None) -> Report:
         """Validation that must pass: SpecsInvalid (with the findings) when it does not."""
@@ -133,8 +146,9 @@ class Pipeline:
             self.settings.state_root(report.repo.repo_root),
             self.settings.lock_timeout,
             {name: info.resource_types for name, info in self.catalog.connectors.items()},
-            self.progress,
-            self.reader,
+            progress=self.progress,
+            reader=self.reader,
+            scrub=self.scrub,
         )
 
     def plan_one(self, report: Report, env: Environment) -> Planned:
@@ -151,8 +165,10 @@ class Pipeline:
         policies_ref: str | None = None,
     ) -> PlanOutcome:
         """Plan `environments` in promotion order (a failure is kept with its environment and
-        the others go on), then evaluate the policies on specs and plans. With `compute` off
-        (a fork's pull request) nothing is planned: the policies judge the specs alone."""
+        the others go on), then evaluate the policies on specs and plans; with `policies_ref`
+        (a PR's base), the policies and each environment's `input.base` are read at that ref.
+        With `compute` off (a fork's pull request) nothing is planned: the policies judge the
+        specs alone."""
         planned: dict[str, Planned] = {}
         for env in promotion_order(environments):
             if not compute:

@@ -35,6 +35,7 @@ class Settings(BaseModel):
     state_dir: Path | None = None  # default: .stackward/ at the repository root
     lock_timeout: float = 300.0  # seconds to wait for an environment held by another run
     policies: Path | None = None  # default: policies/ at the repository root
+    policy_gate: bool = True  # False turns the policy gate off explicitly; no policies: an error
     policy_namespace: str = "stackward"  # Rego package prefix whose deny/warn rules count
     opa_url: str | None = None  # evaluate on this OPA server; default: the embedded engine
     opa_token: SecretStr | None = None

@@ -97,13 +97,15 @@ def git(repo: Path, *args: str) -> str:
 def local_repo(
     root: Path, store_template: Path, *, name: str = "repo", files: dict[str, str] | None = None
 ) -> tuple[Path, Path]:
-    """A git repository (branch master) holding the offline `local` environment (plus `files`),
-    and a state folder with a fresh ZenML store for it: (repository, state folder)."""
+    """A git repository (branch master) holding the offline `local` environment, the default
+    policies (plus `files`), and a state folder with a fresh ZenML store for it: (repository,
+    state folder)."""
     from zenml_tools import copy_store
 
     repo = root / name
     shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
     shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
+    shutil.copytree(EXAMPLES.parent / "policies", repo / "policies")
     (repo / ".gitignore").write_text(".stackward/\n")
     write(repo, files or {})
     git(root, "init", "-q", "-b", "master", str(repo))
@@ -112,3 +114,14 @@ def local_repo(
     state = root / "state"
     copy_store(store_template, state, "local")
     return repo, state
+
+
+@pytest.fixture(scope="session")
+def zenml_server():
+    """A real ZenML server for the session (see tests/zenml_server.py): (its URL, an API key).
+    It runs without the kubernetes package, so it lacks ZenML's kubernetes connector type and
+    keeps that type's secrets in plain configuration, as any server lacking a type's libraries."""
+    from zenml_server import serve_zenml
+
+    with serve_zenml(without=("kubernetes",)) as server:
+        yield server

@@ -4,6 +4,13 @@ Its answers follow the real recordings in ../shared/fixtures/github-api/: the sa
 shapes (a recorded commit status is the template for ours), `X-RateLimit-*` headers,
 `Link` pagination (`<…?per_page=N&page=K>; rel="next"`), and the recorded 422 error body.
 Tests can queue faults (5xx, rate limits) to check the client's retries.
+
+Each token acts as someone (`tokens`; any other token is the Actions token, which acts as
+`github-actions[bot]`), as GitHub has it: comments and statuses carry their author, editing
+someone else's comment is refused, an installation token is refused `GET /user` (GraphQL's
+`viewer` answers for every token), and a read-only token (a fork's) is refused every write
+with 403 "Resource not accessible by integration" and the permission it lacks in
+`X-Accepted-GitHub-Permissions`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,41 @@ STATUS_TEMPLATE = _recorded("create-status.json")[0]["response"]
 ISSUE_TEMPLATE = _recorded("add-labels-to-issue.json")[0]["response"]
 ERROR_422 = _recorded("errors.json")[0]
 RATE_HEADERS = {k: v for k, v in ERROR_422["headers"].items() if k.lower().startswith("x-ratelimit")}
+USER_TEMPLATE = STATUS_TEMPLATE["creator"]
+COMMENTING = "issues=write; pull_requests=write"  # either permission lets a token comment on a PR
+DEPLOYING = "deployments=write"
+WRITES = [  # method, path, the permission GitHub names for it, its page in the REST docs
+    ("POST", r"/statuses/\w+", "statuses=write", "commits/statuses#create-a-commit-status"),
+    ("POST", r"/issues/\d+/comments", COMMENTING, "issues/comments#create-an-issue-comment"),
+    ("PATCH", r"/issues/comments/\d+", COMMENTING, "issues/comments#update-an-issue-comment"),
+    ("POST", r"/issues", "issues=write", "issues/issues#create-an-issue"),
+    ("PATCH", r"/issues/\d+", "issues=write", "issues/issues#update-an-issue"),
+    ("POST", r"/deployments", DEPLOYING, "deployments/deployments#create-a-deployment"),
+    ("POST", r"/deployments/\d+/statuses", DEPLOYING, "deployments/statuses#create-a-deployment-status"),
+]
+
+
+@dataclass(frozen=True)
+class Token:
+    """Whom a token acts as and what GitHub lets it do."""
+
+    login: str
+    installation: bool = True  # the Actions token or an App's: GET /user is refused
+    read_only: bool = False  # a fork's pull_request token: every write is refused
+
+    @property
+    def user(self) -> dict:
+        bot = self.login.endswith("[bot]")
+        return {**copy.deepcopy(USER_TEMPLATE), "login": self.login, "type": "Bot" if bot else "User"}
+
+    def refusal(self, doc: str) -> dict:
+        """GitHub's 403 body for a call this token lacks the permission for."""
+        actor = "integration" if self.installation else "personal access token"
+        body = {"message": f"Resource not accessible by {actor}", "status": "403"}
+        return {**body, "documentation_url": f"https://docs.github.com/rest/{doc}"}
+
+
+ACTIONS_TOKEN = Token("github-actions[bot]")
 
 
 @dataclass
@@ -46,6 +88,7 @@ class GitHubStandIn:
     def __init__(self, repository: str, max_body: int = 65_536):
         self.repository = repository
         self.max_body = max_body
+        self.tokens: dict[str, Token] = {}
         self.comments: dict[int, list[dict]] = {}
         self.statuses: dict[str, list[dict]] = {}
         self.deployments: list[dict] = []
@@ -72,8 +115,10 @@ class GitHubStandIn:
         self._server.server_close()
 
     # -- what tests look at ------------------------------------------------------------------
-    def our_comments(self, number: int) -> list[dict]:
-        return [c for c in self.comments.get(number, []) if "<!-- stackward " in c["body"]]
+    def our_comments(self, number: int, login: str = ACTIONS_TOKEN.login) -> list[dict]:
+        """The comments `login` wrote with stackward's marker."""
+        comments = self.comments.get(number, [])
+        return [c for c in comments if "<!-- stackward " in c["body"] and c["user"]["login"] == login]
 
     def contexts(self, sha: str) -> list[tuple[str, str]]:
         return [(s["context"], s["state"]) for s in self.statuses.get(sha, [])]
@@ -138,32 +183,29 @@ class GitHubStandIn:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 return json.loads(raw) if raw else {}
 
-            def handle_any(self, method: str) -> None:
-                parsed = urlparse(self.path)
+            def handle_any(self) -> None:
+                method, parsed = self.command, urlparse(self.path)
                 path, query = parsed.path, parse_qs(parsed.query)
                 standin.requests.append((method, path))
                 if self.headers.get("Authorization", "") == "":
                     self.reply(401, {"message": "Requires authentication"})
                     return
+                token = standin.tokens.get(self.headers["Authorization"].split()[-1], ACTIONS_TOKEN)
                 fault = standin._fault(method, path)
                 if fault is not None:
                     self.reply(fault.status, fault.body, fault.headers)
+                    return
+                if path in ("/user", "/graphql"):
+                    self.reply(*standin._identity(method, path, token, self))
                     return
                 if not path.startswith(prefix):
                     self.reply(404, {"message": "Not Found"})
                     return
                 with standin._lock:
-                    status, body, headers = standin._route(method, path[len(prefix) :], query, self)
+                    status, body, headers = standin._route(method, path[len(prefix) :], query, self, token)
                 self.reply(status, body, headers)
 
-            def do_GET(self) -> None:
-                self.handle_any("GET")
-
-            def do_POST(self) -> None:
-                self.handle_any("POST")
-
-            def do_PATCH(self) -> None:
-                self.handle_any("PATCH")
+            do_GET = do_POST = do_PATCH = handle_any
 
         return Handler
 
@@ -182,12 +224,32 @@ class GitHubStandIn:
         error["documentation_url"] = "https://docs.github.com/rest/issues/comments#create-an-issue-comment"
         return 422, error, {}
 
-    def _comment(self, number: int, body: str) -> dict:
+    def _identity(
+        self, method: str, path: str, token: Token, request: BaseHTTPRequestHandler
+    ) -> tuple[int, dict, dict]:
+        """Whom the token acts as: `GET /user` (refused to installation tokens) or GraphQL's
+        `query { viewer { login } }`, the one query answered here."""
+        if path == "/user" and method == "GET":
+            if token.installation:
+                return 403, token.refusal("users/users#get-the-authenticated-user"), {}
+            return 200, token.user, {}
+        if path == "/graphql" and method == "POST" and "viewer" in request.body().get("query", ""):
+            return 200, {"data": {"viewer": {"login": token.login}}}, {}
+        return 404, {"message": "Not Found"}, {}
+
+    def _refused(self, method: str, path: str, token: Token) -> tuple[int, dict, dict] | None:
+        """GitHub's 403 for a write the token may not make (read-only), else None."""
+        for verb, pattern, permission, doc in WRITES:
+            if token.read_only and verb == method and re.fullmatch(pattern, path):
+                return 403, token.refusal(doc), {"X-Accepted-GitHub-Permissions": permission}
+        return None
+
+    def _comment(self, number: int, body: str, token: Token) -> dict:
         comment_id = next(self._ids)
         return {
             "id": comment_id,
             "body": body,
-            "user": {"login": "github-actions[bot]"},
+            "user": token.user,
             "url": f"{self.url}/repos/{self.repository}/issues/comments/{comment_id}",
             "html_url": f"https://github.com/{self.repository}/pull/{number}#issuecomment-{comment_id}",
             "created_at": "2026-11-22T12:00:00Z",
@@ -195,8 +257,10 @@ class GitHubStandIn:
         }
 
     def _route(
-        self, method: str, path: str, query: dict, request: BaseHTTPRequestHandler
+        self, method: str, path: str, query: dict, request: BaseHTTPRequestHandler, token: Token
     ) -> tuple[int, object, dict]:
+        if refused := self._refused(method, path, token):
+            return refused
         if m := re.fullmatch(r"/issues/(\d+)/comments", path):
             number = int(m.group(1))
             if method == "GET":
@@ -215,7 +279,7 @@ class GitHubStandIn:
             body = request.body()["body"]
             if refused := self._too_long(body):
                 return refused
-            comment = self._comment(number, body)
+            comment = self._comment(number, body, token)
             self.comments.setdefault(number, []).append(comment)
             return 201, comment, {}
         if m := re.fullmatch(r"/issues/comments/(\d+)", path):
@@ -224,6 +288,8 @@ class GitHubStandIn:
             if found is None:
                 return 404, {"message": "Not Found"}, {}
             if method == "PATCH":
+                if found["user"]["login"] != token.login:  # only its author may edit it
+                    return 403, token.refusal("issues/comments#update-an-issue-comment"), {}
                 body = request.body()["body"]
                 if refused := self._too_long(body):
                     return refused
@@ -263,6 +329,7 @@ class GitHubStandIn:
                 **copy.deepcopy(STATUS_TEMPLATE),
                 **{k: data.get(k) for k in ("state", "description", "context", "target_url")},
                 "id": next(self._ids),
+                "creator": token.user,
             }
             self.statuses.setdefault(m.group(1), []).append(status)
             return 201, status, {}
@@ -270,9 +337,10 @@ class GitHubStandIn:
             return 200, self.commit_pulls.get(m.group(1), []), {}
         if path == "/deployments" and method == "POST":
             data = request.body()
+            deployment_id = next(self._ids)
             deployment = {
-                "id": next(self._ids),
-                "url": f"{self.url}/repos/{self.repository}/deployments/0",
+                "id": deployment_id,
+                "url": f"{self.url}/repos/{self.repository}/deployments/{deployment_id}",
                 "sha": data["ref"],
                 "ref": data["ref"],
                 "environment": data["environment"],
@@ -280,7 +348,6 @@ class GitHubStandIn:
                 "task": "deploy",
                 "payload": {},
             }
-            deployment["url"] = f"{self.url}/repos/{self.repository}/deployments/{deployment['id']}"
             self.deployments.append(deployment)
             return 201, deployment, {}
         if (m := re.fullmatch(r"/deployments/(\d+)/statuses", path)) and method == "POST":

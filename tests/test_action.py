@@ -6,109 +6,15 @@ SHAs, file lists and fork owner, as each test shows), and a local stand-in for t
 
 from __future__ import annotations
 
-import copy
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, git, run, write
-from fixtures_path import shared_fixtures
-from github_standin import Fault, GitHubStandIn
-from zenml_tools import copy_store, zenml_run, zenml_state
-
-WEBHOOKS = shared_fixtures() / "github-webhooks"
-REPOSITORY = "Codertocat/Hello-World"  # as in the recorded payloads
-HEAD = "apiVersion: stackward.dev/v1alpha1\n"
-BUILDER = (
-    HEAD
-    + "kind: StackComponent\nmetadata: {name: local-builder}\nspec: {type: image_builder, flavor: local}\n"
-)
-
-
-def payload(name: str, **changes) -> dict:
-    data = copy.deepcopy(json.loads((WEBHOOKS / name).read_text()))
-    for dotted, value in changes.items():
-        target = data
-        *parents, last = dotted.split(".")
-        for part in parents:
-            target = target[part]
-        target[last] = value
-    return data
-
-
-class World:
-    """A repository, its state folder, the API stand-in and the event being delivered."""
-
-    def __init__(self, root: Path, github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch):
-        self.repo = root / "repo"
-        self.state = root / "state"
-        self.github = github
-        self.monkeypatch = monkeypatch
-        self.events = root / "events"
-        self.events.mkdir()
-        self.summary = root / "summary.md"
-        self.outputs = root / "outputs.txt"
-
-    def commit(self, files: dict[str, str], message: str) -> str:
-        write(self.repo, files)
-        git(self.repo, "add", "-A")
-        git(self.repo, "commit", "-qm", message)
-        return git(self.repo, "rev-parse", "HEAD")
-
-    def deliver(self, event_name: str, event: dict, sha: str):
-        path = self.events / f"{len(list(self.events.iterdir()))}.json"
-        path.write_text(json.dumps(event))
-        for key, value in {
-            "GITHUB_EVENT_NAME": event_name,
-            "GITHUB_EVENT_PATH": str(path),
-            "GITHUB_REPOSITORY": REPOSITORY,
-            "GITHUB_SHA": sha,
-            "GITHUB_API_URL": self.github.url,
-            "GITHUB_SERVER_URL": "https://github.com",
-            "GITHUB_RUN_ID": "42",
-            "GITHUB_STEP_SUMMARY": str(self.summary),
-            "GITHUB_OUTPUT": str(self.outputs),
-            "GITHUB_TOKEN": "ghs_test_token",
-            "STACKWARD_API_BACKOFF": "0.05",
-        }.items():
-            self.monkeypatch.setenv(key, value)
-        self.monkeypatch.chdir(self.repo)
-        self.github.requests.clear()
-        return run("action", "--state-dir", str(self.state))
-
-    def merge(self, head: str) -> tuple[str, dict]:
-        """Merge the feature branch into master as pull request #2 with `head` as its head: the
-        merge commit and the push event for it."""
-        git(self.repo, "checkout", "-q", "master")
-        git(self.repo, "merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #2")
-        merge = git(self.repo, "rev-parse", "HEAD")
-        self.github.merged(merge, 2, head)
-        return merge, payload("push.json", ref="refs/heads/master", after=merge, deleted=False, created=False)
-
-    def pull_request(self, action: str, base: str, head: str, **changes):
-        event = payload(
-            "pull_request.opened.json",
-            action=action,
-            **{"pull_request.head.sha": head, "pull_request.base.sha": base, **changes},
-        )
-        return self.deliver("pull_request", event, head)
-
-
-@pytest.fixture
-def world(tmp_path: Path, store_template: Path, monkeypatch: pytest.MonkeyPatch):
-    repo = tmp_path / "repo"
-    shutil.copytree(EXAMPLES / "local", repo / "environments" / "local")
-    shutil.copytree(EXAMPLES / "_modules", repo / "environments" / "_modules")
-    shutil.copytree(EXAMPLES.parent / "policies", repo / "policies")
-    (repo / ".gitignore").write_text(".stackward/\n")
-    git(repo.parent, "init", "-q", "-b", "master", str(repo))
-    copy_store(store_template, tmp_path / "state", "local")
-    with GitHubStandIn(REPOSITORY) as github:
-        w = World(tmp_path, github, monkeypatch)
-        w.base = w.commit({}, "environments")
-        git(repo, "checkout", "-qb", "feature")
-        yield w
+from action_world import BUILDER, HEAD, REPOSITORY, World, payload
+from action_world import world_fixture as world_fixture  # the `world` fixture
+from conftest import git
+from github_standin import Fault
+from zenml_tools import zenml_run, zenml_state
 
 
 def test_pull_request_gets_one_plan_comment_and_a_status_per_environment(world: World):
@@ -145,6 +51,8 @@ def test_new_pushes_edit_the_same_comment(world: World):
     (comment,) = world.github.our_comments(2)
     assert f"plan for `{second[:7]}`" in comment["body"] and "local-builder2" in comment["body"]
     assert ("PATCH", f"/repos/{REPOSITORY}/issues/comments/{comment['id']}") in world.github.requests
+    # Whom the token acts as (to know the comment is ours) comes with the first status: still 4 calls.
+    assert len(world.github.requests) == 4
 
 
 def test_merge_applies_the_reviewed_plan_and_reports_back(world: World):

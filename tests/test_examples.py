@@ -61,7 +61,7 @@ def test_infra_outputs_stay_as_references_until_apply():
 
 
 def test_single_environment_folder_validates_only_that_environment(examples: Path):
-    result = validate_json(examples / "local")
+    result = validate_json(examples / "local", "--no-policy")
     assert result.exit_code == 0
     assert [e["name"] for e in result.json["environments"]] == ["local"]
 

@@ -30,11 +30,14 @@ IMAGE_BUILDER = HEAD + (
 
 
 @pytest.fixture
-def repo(tmp_path: Path, store_template: Path) -> Path:
-    """environments/ with the offline local environment, and a state folder with a fresh store."""
+def repo(tmp_path: Path, store_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """environments/ with the offline local environment, the default policies, and a state
+    folder with a fresh store."""
     root = tmp_path / "environments"
     shutil.copytree(EXAMPLES / "local", root / "local")
     shutil.copytree(EXAMPLES / "_modules", root / "_modules")
+    shutil.copytree(EXAMPLES.parent / "policies", tmp_path / "policies")
+    monkeypatch.setenv("STACKWARD_POLICIES", str(tmp_path / "policies"))
     copy_store(store_template, tmp_path / "state", "local")
     return root
 
@@ -348,6 +351,8 @@ def test_pg_backend_keeps_terraform_state_in_postgres(repo: Path, tmp_path: Path
         .read_text()
         .replace(
             "  terraform:\n    backend:\n      type: local\n",
+            # Terraform sees only the credentials the environment declares
+            "  credentials:\n    plan: {PG_CONN_STR: PG_CONN_STR}\n"
             "  terraform:\n    backend:\n      type: pg\n      config: {schema_name: stackward_local}\n",
         )
     )
@@ -517,7 +522,8 @@ def test_a_failed_terraform_init_is_tried_again(repo: Path, monkeypatch):
         (repo / "local/environment.yaml")
         .read_text()
         .replace(
-            "  terraform:\n    backend:\n      type: local\n", "  terraform:\n    backend:\n      type: pg\n"
+            "  terraform:\n    backend:\n      type: local\n",
+            "  credentials:\n    plan: {PG_CONN_STR: PG_CONN_STR}\n  terraform:\n    backend:\n      type: pg\n",
         )
     )
     write(repo, {"local/environment.yaml": env})
@@ -553,16 +559,19 @@ def test_the_shared_reader_reads_what_the_environment_worker_reads(
     )
     env = validate(repo, "local").environments[0]
     state = EnvironmentState(state_of(repo), "local")
-    with ZenmlExecutor(env, state) as own:
+    with ZenmlExecutor(env, state, "plan") as own:
         expected = own.read()
     copy_store(store_template, tmp_path / "other", "local")  # another environment's store: ZenML's defaults
     other = EnvironmentState(tmp_path / "other", "local")
-    with ZenmlExecutor(env, other) as own:
+    with ZenmlExecutor(env, other, "plan") as own:
         expected_other = own.read()
     assert {r.name for r in expected_other} == {"default"}
     reader = StoreReader()
     try:
-        shared, shared_other = ZenmlExecutor(env, state, reader), ZenmlExecutor(env, other, reader)
+        shared, shared_other = (
+            ZenmlExecutor(env, state, "plan", reader),
+            ZenmlExecutor(env, other, "plan", reader),
+        )
         first, second, again = shared.read(), shared_other.read(), shared.read()
     finally:
         reader.close()
@@ -591,8 +600,8 @@ def test_the_shared_reader_reports_a_broken_store_and_goes_on(repo: Path, tmp_pa
         with pytest.raises(
             ZenmlError, match=r"local: reading ZenML registrations failed: .*stack_composition"
         ):
-            ZenmlExecutor(env, broken, reader).read()
-        good = ZenmlExecutor(env, EnvironmentState(state_of(repo), "local"), reader).read()
+            ZenmlExecutor(env, broken, "plan", reader).read()
+        good = ZenmlExecutor(env, EnvironmentState(state_of(repo), "local"), "plan", reader).read()
         assert ("Stack", "local-stack") in {(r.kind, r.name) for r in good}
     finally:
         reader.close()
@@ -614,7 +623,7 @@ def test_a_store_left_at_an_older_schema_is_read_by_the_environment_worker(repo:
     env = validate(repo, "local").environments[0]
     reader = StoreReader()
     try:
-        read = ZenmlExecutor(env, state, reader).read()
+        read = ZenmlExecutor(env, state, "plan", reader).read()
     finally:
         reader.close()
     assert ("Stack", "local-stack") in {(r.kind, r.name) for r in read}
@@ -630,7 +639,7 @@ def test_the_shared_reader_reads_an_unchanged_store_once_and_sees_every_change(r
     state = EnvironmentState(state_of(repo), "local")
     reader = StoreReader()
     try:
-        shared = ZenmlExecutor(env, state, reader)
+        shared = ZenmlExecutor(env, state, "plan", reader)
         first = shared.read()
         holder = sqlite3.connect(state.zenml_database, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")  # ZenML cannot open the database now, but it is unchanged
@@ -647,3 +656,49 @@ def test_the_shared_reader_reads_an_unchanged_store_once_and_sees_every_change(r
         assert changed[("StackComponent", "local-orchestrator")].labels["team"] == "y"
     finally:
         reader.close()
+
+
+def test_terraform_sees_only_the_credentials_of_its_phase(repo: Path, tmp_path: Path, monkeypatch):
+    """A module (which a pull request controls) that reads its process environment finds the
+    credentials its environment declares for the phase, and nothing else the runner holds."""
+    module = tmp_path / "environments" / "_modules" / "spy"
+    module.mkdir(parents=True)
+    (module / "main.tf").write_text(
+        'resource "terraform_data" "spy" {\n  input = file("/proc/self/environ")\n}\n'
+    )
+    env = (repo / "local/environment.yaml").read_text()
+    env = env.replace(
+        "  terraform:\n",
+        "  credentials:\n    plan: {CLOUD_KEY: PLAN_KEY}\n    apply: {CLOUD_KEY: APPLY_KEY}\n  terraform:\n",
+    )
+    write(
+        repo,
+        {
+            "local/environment.yaml": env,
+            "local/spy.yaml": HEAD
+            + "kind: Infrastructure\nmetadata: {name: spy}\nspec: {source: ../_modules/spy}\n",
+        },
+    )
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_canary_token_value")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "canary-aws-secret-key")
+    monkeypatch.setenv("PLAN_KEY", "read-only-plan-key")
+    monkeypatch.setenv("APPLY_KEY", "read-write-apply-key")
+    plan_file = tmp_path / "plan.json"
+    plan = stackward(repo, "plan", "--env", "local", "--out", str(plan_file))
+    assert plan.exit_code == 0, plan.output
+    (spy,) = [
+        c
+        for c in json.loads(plan_file.read_text())["environments"][0]["changes"]
+        if c["name"] == "module.spy.terraform_data.spy"
+    ]
+    seen = next(f["after"] for f in spy["fields"] if f["path"] == "input")
+    assert "CLOUD_KEY=(sensitive)" in seen  # the plan credentials, and even they are never shown
+    for leaked in ("ghs_canary_token_value", "canary-aws-secret-key", "read-only-plan-key", "APPLY_KEY"):
+        assert leaked not in plan.output and leaked not in seen
+    applied = apply(repo)
+    assert applied.exit_code == 0, applied.output
+    state = json.loads((state_of(repo) / "local/terraform.tfstate").read_text())
+    (spy,) = [r for r in state["resources"] if r["type"] == "terraform_data" and r["module"] == "module.spy"]
+    seen = spy["instances"][0]["attributes"]["input"]["value"]  # terraform_data wraps its input
+    assert "CLOUD_KEY=read-write-apply-key" in seen  # the apply ran with the apply credentials
+    assert "ghs_canary_token_value" not in seen and "canary-aws-secret-key" not in seen

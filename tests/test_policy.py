@@ -260,3 +260,4 @@ def test_policy_input_document(examples: Path):
     assert connector["source"]["file"].endswith("prod/connector.yaml") and connector["source"]["line"] == 7
     assert document["pull_request"]["labels"] == ["infra"]
     assert document["changes"] == [] and document["terraform_plan"] is None
+    assert document["base"] is None  # no base ref given: nothing to compare with

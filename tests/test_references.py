@@ -123,7 +123,7 @@ def test_override_is_a_merge_patch_on_the_base_document(examples: Path):
             "  name: dev-orchestrator\nspec:\n  configuration:\n    location: us-central1\n"
         },
     )
-    result = validate_json(examples, "--env", "dev")
+    result = validate_json(examples, "--env", "dev", "--no-policy")
     assert result.exit_code == 0, result.output
     from stackward.spec.resolve import Resolver, discover
 

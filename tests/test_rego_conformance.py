@@ -158,3 +158,21 @@ def test_split_package_with_disjoint_imports_fails_closed():
     )
     assert len(found) == 1
     assert "same import lines" in found[0].hint
+
+
+def test_default_code_hazard_rules_walk_nested_modules(engine):
+    """The default policies find a provisioner in a module of a module (`walk`, `every` over
+    `array.slice`), the same on both engines."""
+    from conftest import EXAMPLES
+
+    policies = EXAMPLES.parent / "policies"
+    files = [PolicyFile(p.name, p.read_text()) for p in sorted(policies.rglob("*.rego"))]
+    assert engine.load([f for f in files if not f.is_test]) == []
+    hook = {"address": "terraform_data.h", "mode": "managed", "provisioners": [{"type": "local-exec"}]}
+    inner = {"module_calls": {"inner": {"module": {"resources": [hook]}}}}
+    plan = {"configuration": {"root_module": {"module_calls": {"base": {"module": inner}}}}}
+    document = {"environment": {"name": "dev"}, "resources": [], "terraform_plan": plan}
+    results = [r for r in collect(engine.namespace, engine.evaluate(document)) if r.policy_id == "SW011"]
+    assert [r.msg.split(":")[0] for r in results] == [
+        "module.base has a local-exec provisioner on module.base.module.inner.terraform_data.h"
+    ]

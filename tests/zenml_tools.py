@@ -31,18 +31,23 @@ print(json.dumps(out))
 """
 
 
-def zenml_env(state_root: Path, env: str) -> dict[str, str]:
-    return {
+def zenml_env(state_root: Path, env: str, server: tuple[str, str] | None = None) -> dict[str, str]:
+    """The environment's embedded store, or the ZenML server `server` (URL, API key)."""
+    out = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ZENML_STORE")},
         "ZENML_CONFIG_PATH": str(state_root / env / "zenml"),
         "ZENML_ANALYTICS_OPT_IN": "false",
         "ZENML_LOGGING_VERBOSITY": "ERROR",
         "PYTHONWARNINGS": "ignore",
     }
+    if server:
+        out.update(ZENML_STORE_URL=server[0], ZENML_STORE_API_KEY=server[1])
+    return out
 
 
-def zenml_run(state_root: Path, env: str, code: str) -> str:
-    """Run `code` with the environment's store (from a file: ZenML wants a source root)."""
+def zenml_run(state_root: Path, env: str, code: str, server: tuple[str, str] | None = None) -> str:
+    """Run `code` with the environment's store, or with the ZenML server `server` (URL, API key);
+    from a file: ZenML wants a source root."""
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "zenml_script.py"
         script.write_text(code)
@@ -50,7 +55,7 @@ def zenml_run(state_root: Path, env: str, code: str) -> str:
             [sys.executable, str(script)],
             capture_output=True,
             text=True,
-            env=zenml_env(state_root, env),
+            env=zenml_env(state_root, env, server),
             cwd=folder,
         )
     assert proc.returncode == 0, proc.stderr[-2000:]

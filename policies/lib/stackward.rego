@@ -4,10 +4,25 @@ package lib.stackward
 
 import rego.v1
 
-# An environment is production when it is named prod or labelled tier: production.
+# An environment is production when it is named prod, or labelled tier: production or
+# environment: prod either in the change or on the base branch (input.base): a pull request
+# that removes the label is still judged as production.
+production_labels := {"tier": "production", "environment": "prod"}
+
 production if input.environment.name == "prod"
 
-production if input.environment.labels.tier == "production"
+production if {
+	some key, value in production_labels
+	input.environment.labels[key] == value
+}
+
+production if {
+	some key, value in production_labels
+	input.base.environment.labels[key] == value
+}
+
+# Every environment name the repository has, in the change or on the base branch.
+environments := {name | some name in input.environments} | {name | some name in object.get(input, ["base", "environments"], [])}
 
 # Auth methods that rely on a long-lived key or password (ZenML's names).
 long_lived_key_methods := {
@@ -34,6 +49,9 @@ allowed_machine_types := {
 	"m5.large", "m5.xlarge", "m5.2xlarge", "g5.xlarge", "g5.2xlarge",
 	"Standard_D4s_v5", "Standard_D8s_v5", "Standard_NC6s_v3",
 }
+
+# Terraform provisioners that run commands or copy files on or from the machine running Terraform.
+denied_provisioners := {"local-exec", "remote-exec", "file"}
 
 # The pull-request label that allows deleting or replacing in production.
 allow_destroy_label := "stackward:allow-destroy"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stackward.diagnostics import Diagnostic, Severity, display_path
+from stackward.diagnostics import Diagnostic, display_path
+from stackward.plan.state import local_state_path
 from stackward.spec.model import Environment, Repo, Resource
 from stackward.spec.schema import suggest
 from stackward.terraform.modules import (
@@ -13,11 +14,13 @@ from stackward.terraform.modules import (
     has_terraform_files,
     is_pinned,
     read_interface,
+    refusal,
 )
 
 
 def check_references(env: Environment, repo: Repo) -> list[Diagnostic]:
-    """Dangling references between resources of one environment, and to other environments."""
+    """Dangling references between resources of one environment, and to other environments;
+    module sources and a local backend's path that lead outside the repository or state folder."""
     out: list[Diagnostic] = []
     connectors = env.of_kind("ServiceConnector")
     components = env.of_kind("StackComponent")
@@ -87,6 +90,7 @@ def check_references(env: Environment, repo: Repo) -> list[Diagnostic]:
                         )
                     )
     out.extend(_promotion(env, repo))
+    out.extend(_backend(env))
     for module in infra.values():
         out.extend(check_module_source(module, repo))
     return out
@@ -142,6 +146,24 @@ def _promotion(env: Environment, repo: Repo) -> list[Diagnostic]:
     return []
 
 
+def _backend(env: Environment) -> list[Diagnostic]:
+    """A local backend keeps its state inside the environment's state folder."""
+    path = env.settings.terraform_backend_config.get("path")
+    if env.definition is None or env.settings.terraform_backend != "local" or not isinstance(path, str):
+        return []
+    if local_state_path(path) is not None:
+        return []
+    return [
+        env.definition.diagnostic(
+            "infra.backend",
+            f"local backend path {path!r} is outside the environment's state folder",
+            "give a file path relative to the environment's state folder (.stackward/<env>/ by "
+            "default), e.g. terraform.tfstate, or leave path out",
+            ("spec", "terraform", "backend", "config", "path"),
+        )
+    ]
+
+
 def check_module_source(module: Resource, repo: Repo) -> list[Diagnostic]:
     """The module source is local inside the repo (and declares what is used) or pinned."""
     source = module.spec.get("source")
@@ -149,23 +171,30 @@ def check_module_source(module: Resource, repo: Repo) -> list[Diagnostic]:
         return []
     version = module.spec.get("version")
     kind = classify(source)
+    refused = refusal(source)
+    if refused is not None:
+        return [
+            module.diagnostic(
+                "infra.source",
+                f"module source {source!r} is not allowed: {refused}",
+                "use a local path inside the repository (./ or ../, relative to this file), a git "
+                "source pinned with ?ref=, or a registry source with an exact version",
+                ("spec", "source"),
+            )
+        ]
     if kind is not SourceKind.LOCAL:
         if is_pinned(source, version if isinstance(version, str) else None):
             return []
         hint = {
             SourceKind.GIT: "pin the module: add ?ref=<tag or commit> to the git source",
             SourceKind.REGISTRY: "pin the module: set spec.version to an exact version, e.g. 1.4.0",
-        }.get(
-            kind, "use a local path (./ or ../), a git source with ?ref=, or a registry source with version"
-        )
-        severity = Severity.ERROR if kind is not SourceKind.OTHER else Severity.WARNING
+        }[kind]
         return [
             module.diagnostic(
                 "infra.source",
                 f"module source {source!r} is not pinned; a plan could change without a spec change",
                 hint,
                 ("spec", "source"),
-                severity=severity,
             )
         ]
     folder = local_module_folder(module)

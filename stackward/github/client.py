@@ -4,16 +4,27 @@
   `Retry-After` / `X-RateLimit-Reset`, capped (PyGithub's GithubRetry, plus 429).
 - Objects are lazy: nothing is fetched that the payload already told us.
 - The API base URL comes from GITHUB_API_URL (GitHub Enterprise Server), never hard-coded.
+- Only comments written by the identity the token acts as are stackward's: anyone who can
+  comment can copy the hidden marker.
+- A write refused for want of permission (a fork's read-only token: 403 "Resource not
+  accessible by integration") goes to `on_refused` when one is given, else it is raised.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from github import Auth, Github, GithubException, GithubRetry, UnknownObjectException
+from github import (
+    Auth,
+    Github,
+    GithubException,
+    GithubRetry,
+    RateLimitExceededException,
+    UnknownObjectException,
+)
 
 from stackward.errors import CannotRun
 from stackward.github.comment import CommentState, parse
@@ -29,8 +40,33 @@ class FoundComment:
     state: CommentState
 
 
+@dataclass
+class CommentSearch:
+    """What a pull request's comments hold: stackward's own comment, if any, and the authors of
+    other comments that carry its marker (never trusted)."""
+
+    found: FoundComment | None
+    login: str = ""  # whom the token acts as; empty when no comment carries the marker
+    others: list[str] = field(default_factory=list)
+
+
 class GitHubError(CannotRun):
     """A GitHub call failed after its retries."""
+
+
+class PermissionRefused(GitHubError):
+    """GitHub refused a call for want of permission (403 "Resource not accessible by …"): a
+    read-only token, or one missing the permission the call needs. Not a rate limit: those are
+    waited out and retried."""
+
+
+def _refused(exc: GithubException) -> bool:
+    message = exc.data.get("message") if isinstance(exc.data, dict) else None
+    return (
+        exc.status == 403
+        and not isinstance(exc, RateLimitExceededException)
+        and str(message).startswith("Resource not accessible by")
+    )
 
 
 class GitHubClient:
@@ -44,6 +80,8 @@ class GitHubClient:
         *,
         max_rate_limit_wait: float = 300,
         backoff: float = 1.0,
+        on_refused: Callable[[str], None] | None = None,
+        scrub: Callable[[str], str] = str,
     ):
         retry = GithubRetry(
             total=5,
@@ -63,6 +101,9 @@ class GitHubClient:
         )
         self.repo = self._github.get_repo(repository)  # lazy: the client is
         self.backoff = backoff
+        self.on_refused = on_refused
+        self.scrub = scrub  # every text written to GitHub goes through it (secret values hidden)
+        self._login: str | None = None
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
         """Run a call; a 404 right after a write may be GitHub catching up: retry it briefly."""
@@ -75,22 +116,58 @@ class GitHubClient:
                 time.sleep(self.backoff * (attempt + 1))
             except GithubException as exc:
                 message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
+                if _refused(exc):
+                    needs = (exc.headers or {}).get("x-accepted-github-permissions")
+                    hint = f" (the token needs {needs})" if needs else ""
+                    raise PermissionRefused(f"GitHub: {what}: HTTP 403: {message}{hint}") from None
                 raise GitHubError(f"GitHub: {what}: HTTP {exc.status}: {message}") from None
         raise AssertionError("unreachable")
 
-    def find_comment(self, number: int) -> FoundComment | None:
-        """stackward's comment on a pull request, found by its hidden marker."""
+    def _write(self, what: str, call: Callable[[], T]) -> T | None:
+        """A write; when GitHub refuses it for want of permission and `on_refused` is set, that
+        hears of it and the write is skipped (None)."""
+        try:
+            return self._call(what, call)
+        except PermissionRefused as exc:
+            if self.on_refused is None:
+                raise
+            self.on_refused(str(exc))
+            return None
 
-        def search() -> FoundComment | None:
+    def login(self) -> str:
+        """Whom the token acts as: known from a write's response, else asked once. GraphQL's
+        `viewer` answers for every kind of token (`github-actions[bot]` for the Actions token,
+        `<app-slug>[bot]` for an App's installation token, the user for a PAT); REST's `GET /user`
+        refuses installation tokens."""
+        if self._login is None:
+            _, data = self._call(
+                "finding whom the token acts as",
+                lambda: self._github.requester.graphql_query("query { viewer { login } }", {}),
+            )
+            self._login = str(data["data"]["viewer"]["login"])
+        return self._login
+
+    def find_comment(self, number: int) -> CommentSearch:
+        """stackward's comment on a pull request: the first that carries the hidden marker and
+        was written by the identity the token acts as (asked only when some comment carries it)."""
+
+        def marked() -> list[tuple[Any, CommentState]]:
+            found = []
             for comment in self.repo.get_issue(number).get_comments():
                 state = parse(comment.body or "")
                 if state is not None:
-                    return FoundComment(comment.id, comment.body, state)
-            return None
+                    found.append((comment, state))
+            return found
 
-        return self._call(f"reading the comments of #{number}", search)
+        comments = self._call(f"reading the comments of #{number}", marked)
+        if not comments:
+            return CommentSearch(None)
+        me = self.login()
+        ours = [FoundComment(c.id, c.body, state) for c, state in comments if _author(c) == me]
+        others = [_author(c) for c, _ in comments if _author(c) != me]
+        return CommentSearch(ours[0] if ours else None, me, others)
 
-    def upsert_comment(self, number: int, bodies: Iterator[str], existing: FoundComment | None) -> int:
+    def upsert_comment(self, number: int, bodies: Iterator[str], existing: FoundComment | None) -> None:
         """Edit our comment (or create it); `bodies` yields shorter versions for GitHub to accept."""
         issue = self.repo.get_issue(number)
         last: GitHubError | None = None
@@ -98,10 +175,12 @@ class GitHubClient:
             try:
                 if existing is not None:
                     comment = issue.get_comment(existing.id)
-                    self._call("editing the plan comment", lambda c=comment, b=body: c.edit(b))
-                    return existing.id
-                created = self._call("commenting on the pull request", lambda b=body: issue.create_comment(b))
-                return created.id
+                    self._write("editing the plan comment", lambda c=comment, b=body: c.edit(self.scrub(b)))
+                    return
+                self._write(
+                    "commenting on the pull request", lambda b=body: issue.create_comment(self.scrub(b))
+                )
+                return
             except GitHubError as exc:
                 if "HTTP 422" not in str(exc):
                     raise
@@ -109,14 +188,23 @@ class GitHubClient:
         raise last or GitHubError("GitHub refused every version of the comment")
 
     def comment(self, number: int, body: str) -> None:
-        self._call("commenting on the pull request", lambda: self.repo.get_issue(number).create_comment(body))
+        self._write(
+            "commenting on the pull request",
+            lambda: self.repo.get_issue(number).create_comment(self.scrub(body)),
+        )
 
     def status(self, sha: str, context: str, state: str, description: str, target_url: str = "") -> None:
         commit = self.repo.get_commit(sha)
-        kwargs: dict[str, Any] = {"state": state, "description": description[:140], "context": context}
+        kwargs: dict[str, Any] = {
+            "state": state,
+            "description": self.scrub(description)[:140],
+            "context": context,
+        }
         if target_url:
             kwargs["target_url"] = target_url
-        self._call(f"setting status {context}", lambda: commit.create_status(**kwargs))
+        created = self._write(f"setting status {context}", lambda: commit.create_status(**kwargs))
+        if created is not None and created.creator is not None and self._login is None:
+            self._login = created.creator.login  # whom the token acts as, for free
 
     def merged_pull_request(self, sha: str) -> Any:
         """The merged pull request whose merge produced commit `sha`, if any."""
@@ -130,25 +218,31 @@ class GitHubClient:
         return self._call(f"finding the pull request of {sha[:7]}", find)
 
     def deployment(self, sha: str, environment: str, description: str) -> Any:
-        return self._call(
+        """A deployment of `sha` to `environment`, or None when GitHub refused it (see `_write`)."""
+        return self._write(
             f"creating a deployment to {environment}",
             lambda: self.repo.create_deployment(
                 ref=sha,
                 environment=environment,
-                description=description[:140],
+                description=self.scrub(description)[:140],
                 required_contexts=[],
                 auto_merge=False,
                 transient_environment=False,
             ),
         )
 
-    def deployment_status(self, deployment: Any, state: str, description: str, log_url: str = "") -> None:
-        kwargs: dict[str, Any] = {"state": state, "description": description[:140]}
+    def deployment_status(
+        self, deployment: Any | None, state: str, description: str, log_url: str = ""
+    ) -> None:
+        """Set the status of `deployment`; nothing when there is none (its creation was refused)."""
+        if deployment is None:
+            return
+        kwargs: dict[str, Any] = {"state": state, "description": self.scrub(description)[:140]}
         if log_url:
             kwargs["target_url"] = log_url  # PyGithub's name for the status's log link
-        self._call("setting a deployment status", lambda: deployment.create_status(**kwargs))
+        self._write("setting a deployment status", lambda: deployment.create_status(**kwargs))
 
-    def upsert_issue(self, title: str, body: str, label: str) -> int:
+    def upsert_issue(self, title: str, body: str, label: str) -> None:
         """Open an issue with `label`, or update the one already open: one per subject."""
 
         def find() -> Any:
@@ -156,9 +250,16 @@ class GitHubClient:
 
         existing = self._call("looking for the open issue", find)
         if existing is not None:
-            self._call("updating the issue", lambda: existing.edit(title=title, body=body))
-            return existing.number
-        created = self._call(
-            "opening an issue", lambda: self.repo.create_issue(title=title, body=body, labels=[label])
+            self._write(
+                "updating the issue", lambda: existing.edit(title=self.scrub(title), body=self.scrub(body))
+            )
+            return
+        self._write(
+            "opening an issue",
+            lambda: self.repo.create_issue(title=self.scrub(title), body=self.scrub(body), labels=[label]),
         )
-        return created.number
+
+
+def _author(comment: Any) -> str:
+    """The login of a comment's author ("" when GitHub gives none, as for some deleted accounts)."""
+    return comment.user.login if comment.user is not None else ""

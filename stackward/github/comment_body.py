@@ -1,18 +1,30 @@
-"""The pull-request comment and the job summary, rendered from the action's outcome."""
+"""The pull-request comment and the job summary, rendered from the action's outcome.
+
+User-controlled text (names, messages, errors, notes, plan values) is escaped for where it lands
+by `stackward.output.markdown`; lists are cut to fit, so the shortest comment fits GitHub's limit
+and the job summary stays under 1 MiB whatever the input.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+
+import click
 
 from stackward.diagnostics import Diagnostic, Severity
 from stackward.github import templates as t
 from stackward.github.comment import CommentState
-from stackward.output.plan_text import format_value
-from stackward.plan.changes import Action, EnvironmentPlan
+from stackward.output import markdown as md
+from stackward.output.plan_text import diff_lines
+from stackward.plan.changes import EnvironmentPlan
 
 LIMIT = 60_000  # GitHub refuses bodies over 65,536 characters; keep a margin
+SUMMARY_LIMIT = 1_000_000  # bytes: GitHub refuses a step's summary over 1 MiB (1,048,576)
+DESTROYS_SHOWN = 50  # resources to be destroyed or replaced that the comment lists by name
+NAME_LIMIT = 100  # characters kept of a name (environment, policy code)
+TEXT_LIMIT = 1000  # characters kept of a message, an error, a note, an address
 
 
 @dataclass
@@ -90,50 +102,66 @@ def _where(diag: Diagnostic, outcome: PullRequestOutcome) -> str:
     if loc is None:
         return ""
     path = os.path.relpath(os.path.abspath(loc.file), outcome.repo_root) if outcome.repo_root else loc.file
-    label = f"{path}:{loc.line}" if loc.line else path
+    label = md.code(md.shorten(f"{path}:{loc.line}" if loc.line else path, TEXT_LIMIT))
     if outcome.blob_url and not path.startswith(".."):
         anchor = f"#L{loc.line}" if loc.line else ""
-        return f"[`{label}`]({outcome.blob_url}/{path}{anchor})"
-    return f"`{label}`"
+        return f"[{label}]({outcome.blob_url}/{md.url_path(path)}{anchor})"
+    return label
 
 
 def _finding(diag: Diagnostic, outcome: PullRequestOutcome) -> str:
     icon = {Severity.ERROR: "❌", Severity.WARNING: "⚠️"}.get(diag.severity, "ℹ️")
-    hint = f" — {diag.hint}" if diag.hint else ""
+    hint = f" — {md.inline(md.shorten(diag.hint, TEXT_LIMIT))}" if diag.hint else ""
     return t.FINDING.substitute(
-        icon=icon, where=_where(diag, outcome), code=diag.code, message=diag.message, hint=hint
+        icon=icon,
+        where=_where(diag, outcome),
+        code=md.text(md.shorten(diag.code, NAME_LIMIT)),
+        message=md.inline(md.shorten(diag.message, TEXT_LIMIT)),
+        hint=hint,
     )
 
 
-_DIFF_SIGNS = {Action.CREATE: "+", Action.DELETE: "-", Action.UPDATE: "!", Action.REPLACE: "!"}
+def _name(name: str) -> str:
+    return md.text(md.shorten(name, NAME_LIMIT))
 
 
-def _changes(plan: EnvironmentPlan) -> str:
-    """The changes as a `diff` block: the first column colours the line (+ green, - red,
-    ! orange), the action is said once, values are JSON."""
-    lines = []
-    for change in plan.changes:
-        if change.action is Action.NO_OP:
-            continue
-        why = f": {change.reason}" if change.reason else ""
-        lines.append(f"{_DIFF_SIGNS.get(change.action, '#')} {change.address}  # {change.action.value}{why}")
-        for f in change.fields:
-            lines.append(
-                f"    {f.path}: {format_value(f.before)} -> {format_value(f.after)}"
-                if change.action is not Action.CREATE
-                else f"    {f.path}: {format_value(f.after)}"
-            )
-    return "\n".join(lines)
+def _details(env: EnvironmentOutcome, plan: EnvironmentPlan, where: str) -> md.Shortenable:
+    lines = [md.verbatim(line) for line in diff_lines(plan, TEXT_LIMIT)]
+    fence, name = md.fence(lines), md.html(md.shorten(env.name, NAME_LIMIT))
+
+    def render(kept: Sequence[str], count: int) -> str:
+        more = "\n\n" + t.DIFF_MORE.substitute(count=count, where=where) if count else ""
+        changes = "\n".join(kept)
+        return t.DETAILS.substitute(env=name, summary=env.summary, fence=fence, changes=changes, more=more)
+
+    return md.Shortenable(lines, render)
 
 
-def _sections(outcome: PullRequestOutcome, detail: str, title: str, closed: bool) -> list[str]:
-    out = [t.HEADER.substitute(title=title, short_sha=outcome.head_sha[:7])]
+def _unchanged(kept: Sequence[str], count: int) -> str:
+    names = ", ".join(kept)
+    return t.NO_CHANGES.substitute(envs=t.NAMES_MORE.substitute(names=names, count=count) if count else names)
+
+
+@dataclass(frozen=True)
+class _Level:
+    """How much one rendering lists (None: all), and where what it leaves out can be read."""
+
+    findings: int | None
+    destroys: int | None
+    details: bool
+    where: str  # for the plans' parts
+    findings_where: str
+
+
+def _sections(outcome: PullRequestOutcome, level: _Level, title: str, closed: bool) -> list[md.Block]:
+    out: list[md.Block] = [t.HEADER.substitute(title=title, short_sha=md.code(outcome.head_sha[:7]))]
     if closed:
         out.append(t.CLOSED)
-    out += [t.NOTE.substitute(text=note) for note in outcome.notes]
+    notes = [t.NOTE.substitute(text=md.inline(md.shorten(note, TEXT_LIMIT))) for note in outcome.notes]
+    out.append(md.listed(notes, t.NOTES_MORE, sep="\n\n"))
     rows = [
         t.TABLE_ROW.substitute(
-            env=e.name,
+            env=_name(e.name),
             validation="❌" if e.validation_errors else "✅",
             deny=e.deny,
             warn=e.warn,
@@ -142,62 +170,109 @@ def _sections(outcome: PullRequestOutcome, detail: str, title: str, closed: bool
         )
         for e in outcome.environments
     ]
-    out.append("\n".join([t.TABLE_HEAD, *rows]) if rows else t.NO_ENVIRONMENTS)
+    out.append(md.listed(rows, t.ROWS_MORE, level.where, t.TABLE_HEAD) if rows else t.NO_ENVIRONMENTS)
     errors = [
-        t.PLAN_ERROR.substitute(env=e.name, error=" ".join(e.error.split())[:1000])
+        t.PLAN_ERROR.substitute(
+            env=_name(e.name), error=md.inline(md.shorten(" ".join(e.error.split()), TEXT_LIMIT))
+        )
         for e in outcome.environments
         if e.error
     ]
-    if errors:
-        out.append("\n".join(errors))
+    out.append(md.listed(errors, t.LIST_MORE, level.where))
     destroyed = [(e.name, c) for e in outcome.environments if e.plan for c in e.plan.destructive]
     if destroyed:
-        items = "\n".join(
+        items = [
             t.DESTROY_ITEM.substitute(
-                env=env, action=c.action.value, address=c.address, reason=f" ({c.reason})" if c.reason else ""
+                env=md.code(md.shorten(env, NAME_LIMIT)),
+                action=c.action.value,
+                address=md.code(md.shorten(c.address, TEXT_LIMIT)),
+                reason=f" ({md.text(md.shorten(c.reason, TEXT_LIMIT))})" if c.reason else "",
             )
-            for env, c in destroyed
-        )
-        out.append(t.DESTROY_WARNING.substitute(count=len(destroyed), items=items))
-    summary_url = outcome.run_url or "#"
-    if outcome.findings and detail != "short":
-        shown = outcome.findings if detail == "full" else outcome.findings[:20]
-        lines = [t.FINDINGS_HEAD, *(_finding(d, outcome) for d in shown)]
-        if len(shown) < len(outcome.findings):
-            lines.append(
-                t.FINDINGS_MORE.substitute(count=len(outcome.findings) - len(shown), summary_url=summary_url)
-            )
-        out.append("\n".join(lines))
-    changed = [e for e in outcome.environments if e.plan is not None and e.plan.has_changes]
-    if detail == "full":
-        out += [
-            t.DETAILS.substitute(env=e.name, summary=e.summary, changes=_changes(e.plan)) for e in changed
+            for env, c in destroyed[: level.destroys]
         ]
+        head = t.DESTROY_WARNING.substitute(count=len(destroyed))
+        out.append(md.listed(items, t.DESTROY_MORE, level.where, head, len(destroyed) - len(items)))
+    if outcome.findings and level.findings != 0:
+        items = [_finding(d, outcome) for d in outcome.findings[: level.findings]]
+        left_out = len(outcome.findings) - len(items)
+        out.append(md.listed(items, t.LIST_MORE, level.findings_where, t.FINDINGS_HEAD, left_out))
+    changed = [(e, e.plan) for e in outcome.environments if e.plan is not None and e.plan.has_changes]
+    if level.details:
+        out += [_details(e, plan, level.where) for e, plan in changed]
     elif changed:
-        out.append(t.DETAILS_OMITTED.substitute(summary_url=summary_url))
+        out.append(t.DETAILS_OMITTED.substitute(where=level.where))
     unchanged = [
-        e.name for e in outcome.environments if e.plan is not None and not e.plan.has_changes and not e.error
+        e for e in outcome.environments if e.plan is not None and not e.plan.has_changes and not e.error
     ]
     if unchanged:
-        out.append(t.NO_CHANGES.substitute(envs=", ".join(unchanged)))
-    out.append(t.FOOTER.substitute(sha=outcome.head_sha, run_url=outcome.run_url or "#"))
+        out.append(md.Shortenable([_name(e.name) for e in unchanged], _unchanged, ", "))
+    out.append(t.FOOTER.substitute(sha=md.text(outcome.head_sha), run_url=outcome.run_url or "#"))
     return out
 
 
 def comment_bodies(outcome: PullRequestOutcome, state: CommentState, title: str = "plan") -> Iterator[str]:
-    """The comment, from fullest to shortest; each fits GitHub's limit or is skipped."""
-    for detail in ("full", "medium", "short"):
-        truncated = detail != "full"
-        body = replace(state, truncated=truncated).render(
-            "\n\n".join(_sections(outcome, detail, title, state.closed))
+    """The comment, fullest first: in full (every finding, the diffs) and medium (20 findings)
+    when they fit GitHub's limit, then short (no findings), which always fits: its lists share
+    the room left."""
+    summary = t.WHERE_JOB_SUMMARY.substitute(url=outcome.run_url or "#")
+    full = _Level(None, DESTROYS_SHOWN, True, summary, summary)
+    for level in (full, _Level(20, DESTROYS_SHOWN, False, summary, summary)):
+        body = replace(state, truncated=level is not full).render(
+            md.join(_sections(outcome, level, title, state.closed))
         )
         if len(body) <= LIMIT:
             yield body
+    state = replace(state, truncated=True)
+    short = _sections(outcome, _Level(0, 10, False, summary, summary), title, state.closed)
+    body = state.render(md.fit(short, LIMIT - len(state.render("")))[0])
+    if len(body) <= LIMIT:
+        yield body
+    else:  # the marker alone is too long: record no plan, so that merging applies nothing
+        too_many = t.TOO_MANY.substitute(count=len(state.plans), run_url=outcome.run_url or "#")
+        yield replace(state, plans={}).render(too_many)
 
 
-def job_summary(outcome: PullRequestOutcome, title: str = "plan") -> str:
-    """The full report for the workflow run's summary page (no size limit to respect there)."""
-    return "\n\n".join(_sections(outcome, "full", title, False)) + "\n"
+def _utf8(text: str) -> int:
+    return len(text.encode())
+
+
+def _plan_file(path: str) -> str:
+    return t.WHERE_PLAN_FILE + (f" {md.code(path)}" if path else "")
+
+
+def job_summary(outcome: PullRequestOutcome, title: str = "plan", plan_file: str = "") -> str:
+    """The full report for the workflow run's summary page, shortened to stay under GitHub's
+    1 MiB limit; what it leaves out is said to be in the plan file (`plan_file`: its path)."""
+    where = _plan_file(plan_file)
+    text = _summary(outcome, _Level(None, None, True, where, t.WHERE_LOG), title, plan_file)
+    if _utf8(text) > SUMMARY_LIMIT - 1:  # the diffs' heads alone are too long: thousands of environments
+        text = _summary(outcome, _Level(None, None, False, where, t.WHERE_LOG), title, plan_file)
+    return text + "\n"
+
+
+def _summary(outcome: PullRequestOutcome, level: _Level, title: str, plan_file: str) -> str:
+    """The summary's sections fitted to its limit, with a notice first when it left items out."""
+    sections = _sections(outcome, level, title, False)
+    text, cut = md.fit(sections, SUMMARY_LIMIT - 1, _utf8)
+    if not cut:
+        return text
+    planned = any(e.plan is not None for e in outcome.environments)
+    path = f" {md.code(plan_file)}" if plan_file else ""
+    notice = t.SHORTENED.substitute(plan=t.PLAN_FILE.substitute(path=path) if planned else "")
+    return md.fit([sections[0], notice, *sections[1:]], SUMMARY_LIMIT - 1, _utf8)[0]
+
+
+def plan_summary(plan_text: str, plan_file: str = "") -> str:
+    """A dispatch's plan text (as `plan_text.render` writes it) for the job summary: in a code
+    block none of its lines can close, shortened by lines to stay under GitHub's 1 MiB limit."""
+    lines = [md.verbatim(line) for line in click.unstyle(plan_text).splitlines()]
+    fence = md.fence(lines)
+
+    def render(kept: Sequence[str], count: int) -> str:
+        more = "\n\n" + t.DIFF_MORE.substitute(count=count, where=_plan_file(plan_file)) if count else ""
+        return "\n".join([fence, *kept, fence]) + more
+
+    return md.fit([md.Shortenable(lines, render)], SUMMARY_LIMIT - 1, _utf8)[0] + "\n"
 
 
 @dataclass(frozen=True)
@@ -211,16 +286,21 @@ class ApplyRow:
 
 
 def apply_comment(sha: str, rows: list[ApplyRow], run_url: str) -> str:
-    """The apply report posted on the merged pull request (and in the job summary)."""
-    table = "\n".join(
-        [
-            t.APPLY_TABLE_HEAD,
-            *(
-                t.APPLY_ROW.substitute(env=r.environment, result=r.result, summary=r.summary, detail=r.detail)
-                for r in rows
-            ),
-        ]
-    )
-    return "\n\n".join(
-        [t.APPLY_HEAD.substitute(short_sha=sha[:7]), table, f"<sub>[run]({run_url or '#'})</sub>"]
-    )
+    """The apply report posted on the merged pull request (and in the job summary); its rows
+    cut to fit a comment."""
+    items = [
+        t.APPLY_ROW.substitute(
+            env=_name(r.environment),
+            result=md.text(r.result),
+            summary=md.text(r.summary),
+            detail=md.inline(md.shorten(r.detail, TEXT_LIMIT)),
+        )
+        for r in rows
+    ]
+    table = md.listed(items, t.ROWS_MORE, t.WHERE_STATUSES, t.APPLY_TABLE_HEAD)
+    blocks = [
+        t.APPLY_HEAD.substitute(short_sha=sha[:7]),
+        table,
+        t.APPLY_FOOTER.substitute(run_url=run_url or "#"),
+    ]
+    return md.fit(blocks, LIMIT)[0]

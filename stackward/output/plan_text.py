@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from stackward.output.markdown import CONTROL, one_line, shorten
 from stackward.plan.changes import SYMBOLS, Action, Change, EnvironmentPlan
 
 _COLOURS = {
@@ -19,13 +20,40 @@ _COLOURS = {
 
 
 def format_value(value: Any) -> str:
-    """A plan value as people read it: strings as they are, anything else as JSON, shortened."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    """A plan value as people read it, on one line: strings as they are (as JSON when they hold a
+    line break or another control character), anything else as JSON; shortened."""
+    plain = isinstance(value, str) and not CONTROL.search(value)
+    text = value if plain else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+_DIFF_SIGNS = {Action.CREATE: "+", Action.DELETE: "-", Action.UPDATE: "!", Action.REPLACE: "!"}
+
+
+def diff_lines(plan: EnvironmentPlan, limit: int) -> list[str]:
+    """The changes as lines of a `diff` block, names and reasons cut to `limit` characters: the
+    first column colours the line (+ green, - red, ! orange), the action is said once, values
+    are as `format_value` writes them."""
+    lines = []
+    for change in plan.changes:
+        if change.action is Action.NO_OP:
+            continue
+        why = f": {shorten(one_line(change.reason), limit)}" if change.reason else ""
+        address = shorten(one_line(change.address), limit)
+        lines.append(f"{_DIFF_SIGNS.get(change.action, '#')} {address}  # {change.action.value}{why}")
+        for f in change.fields:
+            path = shorten(one_line(f.path), limit)
+            lines.append(
+                f"    {path}: {format_value(f.before)} -> {format_value(f.after)}"
+                if change.action is not Action.CREATE
+                else f"    {path}: {format_value(f.after)}"
+            )
+    return lines
+
+
 def render_change(change: Change) -> list[str]:
-    head = f"  {SYMBOLS[change.action]} {change.address}"
+    """A change's lines; names and reasons on one line each, so none can start a line of its own."""
+    head = f"  {SYMBOLS[change.action]} {one_line(change.address)}"
     if change.action is Action.REPLACE:
         head += "  (replace)"
     lines = [
@@ -34,12 +62,13 @@ def render_change(change: Change) -> list[str]:
         )
     ]
     if change.reason:
-        lines.append(f"      because {change.reason}")
+        lines.append(f"      because {one_line(change.reason)}")
     for field in change.fields:
+        path = one_line(field.path)
         if change.action is Action.CREATE:
-            lines.append(f"      {field.path}: {format_value(field.after)}")
+            lines.append(f"      {path}: {format_value(field.after)}")
         else:
-            lines.append(f"      {field.path}: {format_value(field.before)} -> {format_value(field.after)}")
+            lines.append(f"      {path}: {format_value(field.before)} -> {format_value(field.after)}")
     return lines
 
 

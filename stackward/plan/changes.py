@@ -152,13 +152,16 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
+        """The plan `to_json` wrote; ValueError for anything else (other JSON, a wrong shape, an edit)."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"a plan is a JSON object, not {type(data).__name__}")
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"plan format {data.get('format')!r} is not {PLAN_FORMAT}")
-        environments = [
-            EnvironmentPlan(e["environment"], [Change.from_dict(c) for c in e["changes"]], e.get("error", ""))
-            for e in data["environments"]
-        ]
+        try:
+            environments = [_environment_plan(e) for e in data["environments"]]
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise ValueError("its environments are not in the shape stackward writes") from None
         plan = cls(data.get("revision", ""), environments)
         if data.get("hash") != plan.digest:
             raise ValueError("the plan file was edited after it was written (its hash does not match)")
@@ -166,6 +169,15 @@ class Plan:
 
     def environment(self, name: str) -> EnvironmentPlan | None:
         return next((e for e in self.environments if e.environment == name), None)
+
+
+def _environment_plan(data: dict) -> EnvironmentPlan:
+    """One environment of a plan file (KeyError, TypeError, AttributeError or ValueError when
+    it is not in the shape `Plan.to_json` writes)."""
+    if not isinstance(data["environment"], str):
+        raise TypeError("an environment's name is text")
+    changes = [Change.from_dict(c) for c in data["changes"]]
+    return EnvironmentPlan(data["environment"], changes, data.get("error", ""))
 
 
 def diff_fields(

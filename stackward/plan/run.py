@@ -3,8 +3,9 @@
 Both hold the environment's lock for their whole length (a plan writes Terraform's saved plan
 in the folder an apply runs from). Planning changes nothing. Applying plans again, refuses
 when the result differs from the reviewed plan, applies Terraform's saved plan, then makes
-the registration calls with the outputs Terraform produced, recording each step in the
-ledger. `stackward.pipeline` runs these over many environments; front-ends call the pipeline.
+the registration calls with the outputs Terraform produced (none while a value is still
+unknown), recording each step in the ledger. `stackward.pipeline` runs these over many
+environments; front-ends call the pipeline.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stackward.errors import EnvironmentFailed
-from stackward.plan.changes import Action, Change, EnvironmentPlan, mask_values
+from stackward.plan.changes import UNKNOWN, Action, Change, EnvironmentPlan, mask_values
 from stackward.plan.state import EnvironmentState, Ledger, environment_lock
+from stackward.secrets import Scrubber
 from stackward.spec.model import Environment, Repo
 from stackward.terraform.executor import TerraformExecutor, TerraformPlan
 from stackward.zenml.diff import operations, plan_registrations
 from stackward.zenml.executor import StoreReader, ZenmlExecutor
-from stackward.zenml.registrations import desired
+from stackward.zenml.registrations import Registration, desired
 
 Progress = Callable[[str], None]
 
@@ -47,6 +49,7 @@ class Workspace:
     lock_timeout: float
     resource_types: dict[str, tuple[str, ...]]  # connector type -> its resource types (the catalog)
     progress: Progress = quiet
+    scrub: Scrubber = field(default_factory=Scrubber)  # secret values never enter a plan or the ledger
     reader: StoreReader | None = None  # a long-running caller's shared reader of embedded stores
 
 
@@ -101,12 +104,12 @@ def promotion_order(environments: list[Environment]) -> list[Environment]:
 class EnvironmentRun:
     """The executors of one environment for the length of a command."""
 
-    def __init__(self, env: Environment, workspace: Workspace):
+    def __init__(self, env: Environment, workspace: Workspace, phase: str):
         self.env = env
         self.workspace = workspace
         self.state = EnvironmentState(workspace.state_root, env.name)
-        self.terraform = TerraformExecutor(env, workspace.repo, self.state, workspace.lock_timeout)
-        self.zenml = ZenmlExecutor(env, self.state, workspace.reader)
+        self.terraform = TerraformExecutor(env, self.state, workspace.lock_timeout, phase)
+        self.zenml = ZenmlExecutor(env, self.state, phase, workspace.reader)
         self.terraform_plan: TerraformPlan | None = None
 
     def step(self, what: str) -> None:
@@ -135,6 +138,16 @@ class EnvironmentRun:
                 if v is not None
             ]
             changes += mask_values(registrations, hidden)  # sensitive Terraform outputs stay hidden
+        scrub = self.workspace.scrub
+        changes = [
+            replace(
+                c,
+                fields=tuple(
+                    replace(f, before=scrub.data(f.before), after=scrub.data(f.after)) for f in c.fields
+                ),
+            )
+            for c in changes
+        ]
         return Planned(EnvironmentPlan(self.env.name, changes), raw)
 
 
@@ -142,7 +155,7 @@ def plan_environment(env: Environment, workspace: Workspace) -> Planned:
     """What applying `env` would change (read-only). It holds the environment's lock too: the
     Terraform working folder and saved plan are shared with applies, and a plan must never
     replace the one an apply is about to run."""
-    run = EnvironmentRun(env, workspace)
+    run = EnvironmentRun(env, workspace, "plan")
     run.step("waiting for the environment lock")
     with (
         environment_lock(run.state, f"stackward plan {env.name}", timeout=workspace.lock_timeout),
@@ -195,7 +208,7 @@ def apply_environment(
 
     `check` sees the fresh plan before anything changes and raises ApplyRefused to stop
     (the policy gate on planned changes)."""
-    run = EnvironmentRun(env, workspace)
+    run = EnvironmentRun(env, workspace, "apply")
     run.step("waiting for the environment lock")
     with (
         environment_lock(run.state, f"stackward apply {env.name}", timeout=workspace.lock_timeout),
@@ -248,7 +261,7 @@ def _secrets_are_set(env: Environment, zenml: ZenmlExecutor) -> None:
 
 
 def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
-    ledger = Ledger(run.state)
+    ledger = Ledger(run.state, run.workspace.scrub)
     apply_id = uuid.uuid4().hex[:12]
     planned = [f"{c.action.value} {c.address}" for c in plan.changes if c.action is not Action.NO_OP]
     ledger.record("started", apply_id, revision=rev, plan_hash=plan.digest(), changes=planned)
@@ -265,6 +278,7 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
             else:
                 outputs = run.terraform_plan.outputs
         wanted = run.desired(outputs)
+        _refuse_unknown(run.env.name, wanted)
         if not wanted and not run.zenml.store_may_hold_registrations:
             return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
         actual = run.zenml.read()
@@ -278,6 +292,18 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
         ledger.record("finished", apply_id, result="failed", error=str(exc).splitlines()[0][:500])
         raise
     return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
+
+
+def _refuse_unknown(name: str, wanted: list[Registration]) -> None:
+    """No registration goes to ZenML with a value Terraform has not given (an output that is
+    null, or missing from the state, after Terraform applied)."""
+    unknown = [f"{r.kind} {r.name}" for r in wanted if r.unknown]
+    if unknown:
+        raise ApplyRefused(
+            f"{name}: nothing was registered in ZenML: after Terraform, {', '.join(unknown)} "
+            f"would still hold {UNKNOWN}\n"
+            "  hint: make sure the module outputs these use have a value after apply (not null)"
+        )
 
 
 def _finish(ledger: Ledger, apply_id: str, plan: EnvironmentPlan, started: float) -> list[Change]:

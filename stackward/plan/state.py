@@ -7,7 +7,8 @@ environments folder):
 
     <env>/zenml/             the embedded ZenML store (ZENML_CONFIG_PATH)
     <env>/terraform/         the rendered root module and Terraform's working files
-    <env>/terraform.tfstate  the local Terraform state (default backend)
+    <env>/terraform.tfstate  the local Terraform state (default backend; a local backend's
+                             config.path is relative to <env>/ and must stay inside it)
     <env>/lock               present while someone holds the environment (JSON: holder)
     <env>/ledger.jsonl       one line per apply event
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from stackward.errors import EnvironmentFailed
+from stackward.secrets import Scrubber
 
 
 def now() -> str:
@@ -61,6 +63,19 @@ class EnvironmentState:
     def terraform_state(self) -> Path:
         return self.folder / "terraform.tfstate"
 
+    def local_state_file(self, path: str | None) -> Path:
+        """Where a local backend keeps the state: its `config.path` inside this environment's
+        folder (default terraform.tfstate); EnvironmentFailed for a path that would leave it."""
+        if path is None:
+            return self.terraform_state
+        inside = local_state_path(path)
+        if inside is None:
+            raise EnvironmentFailed(
+                f"{self.environment}: local backend path {path!r} is outside the environment's state "
+                "folder, so nothing was planned or applied\n  hint: give a path relative to that folder"
+            )
+        return self.folder / inside
+
     @property
     def lock_file(self) -> Path:
         return self.folder / "lock"
@@ -71,6 +86,15 @@ class EnvironmentState:
 
     def ensure(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+
+
+def local_state_path(path: str) -> Path | None:
+    """A local backend's `config.path` as a file path inside the environment's state folder
+    (relative to it), or None when it is absolute, starts with ~, or leads out of the folder."""
+    relative = Path(os.path.normpath(path))
+    if relative.is_absolute() or path.startswith("~") or relative.parts[:1] in ((), ("..",)):
+        return None
+    return relative
 
 
 class LockError(EnvironmentFailed):
@@ -163,14 +187,16 @@ def unlock(state: EnvironmentState, force: bool = False) -> str:
 
 
 class Ledger:
-    """Append-only record of applies: one JSON object per line."""
+    """Append-only record of applies: one JSON object per line, scrubbed of secret values."""
 
-    def __init__(self, state: EnvironmentState):
+    def __init__(self, state: EnvironmentState, scrub: Scrubber | None = None):
         self.state = state
+        self.scrub = scrub or Scrubber()
 
     def record(self, event: str, apply_id: str, **details: Any) -> None:
         self.state.ensure()
-        line = json.dumps({"at": now(), "event": event, "apply": apply_id, **details}, sort_keys=True)
+        entry = self.scrub.data({"at": now(), "event": event, "apply": apply_id, **details})
+        line = json.dumps(entry, sort_keys=True)
         with self.state.ledger_file.open("a") as handle:
             handle.write(line + "\n")
             handle.flush()

@@ -2,6 +2,8 @@
 
 Documented with a full example in docs/policies.md. Resources carry their source file and
 line so that findings point at them; secrets are references in specs, so none can appear.
+`base` holds the environment as the base branch has it (stackward.policy.base), which a pull
+request cannot rewrite.
 """
 
 from __future__ import annotations
@@ -45,15 +47,8 @@ def _resource(resource: Resource) -> dict:
     }
 
 
-def build_input(
-    env: Environment,
-    repo: Repo,
-    *,
-    pull_request: PullRequest | None = None,
-    changes: list[dict] | None = None,
-    terraform_plan: dict | None = None,
-) -> dict[str, Any]:
-    """The policy input for one environment (plan keys stay empty until a plan exists)."""
+def environment_part(env: Environment, repo: Repo) -> dict[str, Any]:
+    """What the input says about the environment itself: `environment`, `environments`, `resources`."""
     settings = env.settings
     return {
         "environment": {
@@ -65,6 +60,23 @@ def build_input(
         },
         "environments": sorted(repo.environments),
         "resources": [_resource(r) for r in env.resources],
+    }
+
+
+def build_input(
+    env: Environment,
+    repo: Repo,
+    *,
+    base: dict | None = None,
+    pull_request: PullRequest | None = None,
+    changes: list[dict] | None = None,
+    terraform_plan: dict | None = None,
+) -> dict[str, Any]:
+    """The policy input for one environment (plan keys stay empty until a plan exists); `base`
+    is the environment part as it is at the base ref, None outside a PR or for a new environment."""
+    return {
+        **environment_part(env, repo),
+        "base": base,
         "changes": changes or [],
         "terraform_plan": terraform_plan,
         "pull_request": pull_request.to_input() if pull_request else None,

@@ -81,6 +81,13 @@ def collect(namespace: str, document: Any) -> list[PolicyResult]:
     return out
 
 
+def defines_rules(document: Any) -> bool:
+    """Whether the namespace document holds a deny, violation or warn rule (even with no result)."""
+    if not isinstance(document, dict):
+        return False
+    return any(_RULE.match(key) or defines_rules(value) for key, value in document.items())
+
+
 def _find(env: Environment, reference: Any) -> Resource | None:
     if isinstance(reference, dict):
         kind, name = reference.get("kind"), reference.get("name")

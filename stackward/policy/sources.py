@@ -36,7 +36,8 @@ def from_folder(folder: Path) -> list[PolicyFile]:
     ]
 
 
-def _git(repo: Path, *args: str) -> str:
+def run_git(repo: Path, *args: str) -> str:
+    """git's output in `repo`; PolicySourceError with git's message when it fails."""
     proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise PolicySourceError(f"git {' '.join(args)}: {proc.stderr.strip()}")
@@ -45,11 +46,13 @@ def _git(repo: Path, *args: str) -> str:
 
 def from_git_ref(folder: Path, ref: str) -> list[PolicyFile]:
     """The .rego files of `folder` as they are at `ref` (e.g. the PR's base branch)."""
-    top = Path(_git(folder.parent if not folder.exists() else folder, "rev-parse", "--show-toplevel").strip())
+    top = Path(
+        run_git(folder.parent if not folder.exists() else folder, "rev-parse", "--show-toplevel").strip()
+    )
     relative = folder.resolve().relative_to(top.resolve()).as_posix()
-    names = _git(top, "ls-tree", "-r", "--name-only", ref, "--", relative).splitlines()
+    names = run_git(top, "ls-tree", "-r", "--name-only", ref, "--", relative).splitlines()
     return [
-        PolicyFile(name, _git(top, "show", f"{ref}:{name}"))
+        PolicyFile(name, run_git(top, "show", f"{ref}:{name}"))
         for name in sorted(names)
         if name.endswith(".rego")
     ]
@@ -57,8 +60,8 @@ def from_git_ref(folder: Path, ref: str) -> list[PolicyFile]:
 
 def changed_since(folder: Path, ref: str) -> list[str]:
     """Policy files that differ between `ref` and the working tree."""
-    top = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
+    top = Path(run_git(folder, "rev-parse", "--show-toplevel").strip())
     relative = folder.resolve().relative_to(top.resolve()).as_posix()
-    out = _git(top, "diff", "--name-only", ref, "--", relative)
-    untracked = _git(top, "ls-files", "--others", "--exclude-standard", "--", relative)
+    out = run_git(top, "diff", "--name-only", ref, "--", relative)
+    untracked = run_git(top, "ls-files", "--others", "--exclude-standard", "--", relative)
     return sorted({*out.splitlines(), *untracked.splitlines()})

@@ -20,6 +20,10 @@ def _mapping(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _names(value: Any) -> dict[str, str]:
+    return {k: v for k, v in _mapping(value).items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def _text(value: Any, default: str | None = None) -> str | None:
     return value if isinstance(value, str) else default
 
@@ -39,6 +43,8 @@ class EnvironmentSettings:
     zenml_api_key_env: str | None = None  # the NAME of the variable holding the API key
     terraform_backend: str = "local"
     terraform_backend_config: dict[str, Any] = field(default_factory=dict)
+    plan_credentials: dict[str, str] = field(default_factory=dict)  # name seen -> variable holding it
+    apply_credentials: dict[str, str] = field(default_factory=dict)
     raw: dict = field(default_factory=dict, compare=False)  # the spec as written
 
     @classmethod
@@ -47,6 +53,8 @@ class EnvironmentSettings:
         zenml = _mapping(spec.get("zenml"))
         backend = _mapping(_mapping(spec.get("terraform")).get("backend"))
         bases = spec.get("bases")
+        credentials = _mapping(spec.get("credentials"))
+        plan = _names(credentials.get("plan"))
         return cls(
             bases=tuple(b for b in bases if isinstance(b, str)) if isinstance(bases, list) else None,
             labels={k: v for k, v in _mapping(spec.get("labels")).items() if isinstance(v, str)},
@@ -58,12 +66,18 @@ class EnvironmentSettings:
             zenml_api_key_env=_text(zenml.get("apiKeyEnv")),
             terraform_backend=_text(backend.get("type"), "local") or "local",
             terraform_backend_config=dict(_mapping(backend.get("config"))),
+            plan_credentials=plan,
+            apply_credentials=_names(credentials.get("apply")) if "apply" in credentials else plan,
             raw=spec,
         )
 
     @property
     def embedded(self) -> bool:
         return self.zenml_mode == "embedded"
+
+    def credentials(self, phase: str) -> dict[str, str]:
+        """The variables Terraform and ZenML see in `phase` (plan or apply): name -> source."""
+        return self.apply_credentials if phase == "apply" else self.plan_credentials
 
 
 @dataclass

@@ -100,31 +100,45 @@ class Resolver:
         self.repo = repo
         self._files: dict[Path, LoadedFile] = {}
 
-    def load(self, folder: Path) -> tuple[list[Document], list[Diagnostic]]:
+    def _outside(self, path: Path) -> Diagnostic | None:
+        """The finding for a spec file or folder that links outside the repository."""
+        if path.resolve().is_relative_to(self.repo.repo_root):
+            return None
+        kind, target = ("folder", "folder") if path.is_dir() else ("spec file", "file")
+        return Diagnostic(
+            "file.symlink",
+            f"{kind} {path.name} is a link to a {target} outside the repository; it was not read",
+            f"replace the link with the {target} itself",
+            Location(display_path(path)),
+        )
+
+    def load(self, folder: Path) -> tuple[list[Path], list[Document], list[Diagnostic]]:
+        """The spec files of `folder`, their documents and what reading them found; nothing is
+        read from a folder or file that links outside the repository."""
+        outside = self._outside(folder)
+        if outside is not None:
+            return [], [], [outside]
+        files = _spec_files(folder)
         documents: list[Document] = []
         diagnostics: list[Diagnostic] = []
-        for path in _spec_files(folder):
-            if path.is_symlink() and not path.resolve().is_relative_to(self.repo.repo_root):
-                diagnostics.append(
-                    Diagnostic(
-                        "file.symlink",
-                        "spec file is a link to a file outside the repository; it was not read",
-                        "replace the link with the file itself",
-                        Location(display_path(path)),
-                    )
-                )
+        for path in files:
+            outside = self._outside(path)
+            if outside is not None:
+                diagnostics.append(outside)
                 continue
             if path not in self._files:
                 self._files[path] = load_file(path)
             loaded = self._files[path]
             documents.extend(loaded.documents)
             diagnostics.extend(loaded.diagnostics)
-        return documents, diagnostics
+        return files, documents, diagnostics
 
     def resolve(self, name: str) -> Environment:
         folder = self.repo.environments[name]
-        documents, diagnostics = self.load(folder)
-        files = _spec_files(folder)
+        outside = self._outside(folder)
+        if outside is not None:  # nothing else to say about a folder that is not read
+            return Environment(name, folder, None, [], [], [], [outside])
+        files, documents, diagnostics = self.load(folder)
         definitions = [d for d in documents if isinstance(d.data, dict) and d.kind == "Environment"]
         own = [d for d in documents if d not in definitions]
         definition = self._definition(name, folder, definitions, diagnostics)
@@ -133,9 +147,9 @@ class Resolver:
         bases = self._bases(settings, definition, diagnostics)
         inherited: list[Document] = []
         for base in bases:
-            docs, diags = self.load(self.repo.shared[base])
+            base_files, docs, diags = self.load(self.repo.shared[base])
             diagnostics.extend(diags)
-            files.extend(_spec_files(self.repo.shared[base]))
+            files.extend(base_files)
             for doc in docs:
                 if isinstance(doc.data, dict) and doc.kind == "Environment":
                     diagnostics.append(
@@ -156,8 +170,7 @@ class Resolver:
                 "Environment", name, definition.data, definition.positions, (definition.file,)
             )
             diagnostics.extend(validate_document(definition.data, definition.positions))
-        env = Environment(name, folder, resolved_definition, resources, bases, files, diagnostics)
-        return env
+        return Environment(name, folder, resolved_definition, resources, bases, files, diagnostics)
 
     def _definition(
         self, name: str, folder: Path, found: list[Document], diagnostics: list[Diagnostic]

@@ -8,8 +8,8 @@ are read by `stackward.terraform.plan_json`. Failures become `TerraformError`s t
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from python_terraform import IsFlagged, Terraform
 
 from stackward.errors import EnvironmentFailed
 from stackward.plan.state import EnvironmentState
-from stackward.spec.model import Environment, Repo
+from stackward.process_env import terraform_environment
+from stackward.spec.model import Environment
 from stackward.terraform.plan_json import Outputs, TerraformPlan, read_outputs, read_plan
 from stackward.terraform.render import OutputsIndex, RenderedRoot, backend, infrastructure, render_root
 
@@ -31,11 +32,11 @@ class TerraformError(EnvironmentFailed):
 class TerraformExecutor:
     """Plans and applies one environment's Infrastructure."""
 
-    def __init__(self, env: Environment, repo: Repo, state: EnvironmentState, lock_timeout: float = 30.0):
+    def __init__(self, env: Environment, state: EnvironmentState, lock_timeout: float, phase: str):
         self.env = env
-        self.repo = repo
         self.state = state
         self.lock_timeout = lock_timeout
+        self.phase = phase  # plan or apply: whose credentials Terraform gets
         self.modules = infrastructure(env)
         self.workdir = state.terraform_dir
         self._rendered: RenderedRoot | None = None  # what init last wrote to main.tf.json
@@ -47,7 +48,7 @@ class TerraformExecutor:
         plan then destroys."""
         if self.modules:
             return True
-        block = backend(self.env, self.repo, self.state)
+        block = backend(self.env, self.state)
         if "local" in block:
             try:
                 return bool(json.loads(Path(block["local"]["path"]).read_text()).get("resources"))
@@ -57,7 +58,7 @@ class TerraformExecutor:
 
     def render(self) -> dict:
         """The root module as Terraform JSON."""
-        self._rendered = render_root(self.env, self.repo, self.state)
+        self._rendered = render_root(self.env, self.state)
         return self._rendered.root
 
     def _terraform(self) -> Terraform:
@@ -66,15 +67,22 @@ class TerraformExecutor:
                 f"{self.env.name}: terraform is not installed or not on PATH; install Terraform "
                 "1.5 or newer and run again"
             )
-        os.environ.setdefault("TF_IN_AUTOMATION", "1")
-        os.environ.setdefault("CHECKPOINT_DISABLE", "1")
         return Terraform(working_dir=str(self.workdir))
 
     def _run(self, tf: Terraform, step: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any) -> str:
-        code, out, err = tf.cmd(step, *args, no_color=IsFlagged, **options)
-        if code not in ok:
-            raise TerraformError(_explain(self.env.name, step, err or out))
-        return out
+        """One terraform command (its command line built by python-terraform), run with the
+        allow-listed environment of this phase, never this process's."""
+        command = tf.generate_cmd_string(step, *args, no_color=IsFlagged, **options)
+        proc = subprocess.run(
+            command,
+            cwd=self.workdir,
+            env=terraform_environment(self.env, self.phase),
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode not in ok:
+            raise TerraformError(_explain(self.env.name, step, proc.stderr or proc.stdout))
+        return proc.stdout
 
     def init(self) -> Terraform:
         """Render the root module; `terraform init` only when it changed (or never succeeded)."""

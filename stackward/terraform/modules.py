@@ -12,6 +12,10 @@ _BLOCK = re.compile(r'^[ \t]*(variable|output)[ \t]+"([^"\n]+)"', re.MULTILINE)
 MAX_MODULE_FILE_BYTES = 1024 * 1024
 _REGISTRY = re.compile(r"^([a-z0-9.-]+/)?[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+(//.*)?$")
 _GIT_PREFIXES = ("git::", "github.com/", "bitbucket.org/", "git@")
+_REMOTE_GIT = tuple(
+    f"git::{remote}"
+    for remote in ("https://", "http://", "ssh://", "git://", "git@", "github.com/", "bitbucket.org/")
+)
 
 
 class SourceKind(StrEnum):
@@ -30,6 +34,21 @@ def classify(source: str) -> SourceKind:
     if _REGISTRY.match(source):
         return SourceKind.REGISTRY
     return SourceKind.OTHER
+
+
+def refusal(source: str) -> str | None:
+    """Why stackward never runs a module from `source` (a path or URL on this machine, or a form
+    that cannot be pinned), or None for a local path, a git repository elsewhere, or the registry."""
+    kind = classify(source)
+    if kind is SourceKind.GIT and source.startswith("git::") and not source.startswith(_REMOTE_GIT):
+        return "it is a git repository on this machine, outside the repository"
+    if kind is not SourceKind.OTHER:
+        return None
+    if source.startswith(("/", "~", "file:")):
+        return "it reads a module from this machine, outside the repository"
+    if source.startswith(("http://", "https://")):
+        return "an archive at a URL cannot be pinned to a version"
+    return "it is neither a local path inside the repository nor a pinned remote source"
 
 
 def is_pinned(source: str, version: str | None) -> bool:

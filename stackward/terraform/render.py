@@ -1,8 +1,9 @@
 """The root module of an environment, rendered as Terraform JSON (a pure function: no files, no terraform).
 
 The environment's Infrastructure documents become `module` blocks, with the environment's
-backend (local state under the state folder by default). `${infra.A.out}` inside a module's
-variables becomes a reference to module A's output; any other `${` or `%{` stays literal.
+backend (a local backend's state always inside the environment's state folder).
+`${infra.A.out}` inside a module's variables becomes a reference to module A's output; any
+other `${` or `%{` stays literal.
 Every declared output is exported as `stackward_0000`, `stackward_0001`, ... so that
 registrations can use it; `RenderedRoot.outputs` says which module output each one carries.
 """
@@ -10,15 +11,13 @@ registrations can use it; `RenderedRoot.outputs` says which module output each o
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from stackward.checks.references import declared_outputs, local_module_folder
 from stackward.plan.state import EnvironmentState
-from stackward.spec.model import Environment, Repo, Resource
-
-_INFRA = re.compile(r"\$\{infra\.([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)\}")
+from stackward.spec.interpolation import INFRA_REFERENCE
+from stackward.spec.model import Environment, Resource
 
 OutputsIndex = tuple[tuple[str, str], ...]  # (module, output); position i is exported as output_name(i)
 
@@ -41,18 +40,18 @@ def infrastructure(env: Environment) -> list[Resource]:
     return [r for r in env.resources if r.kind == "Infrastructure"]
 
 
-def backend(env: Environment, repo: Repo, state: EnvironmentState) -> dict[str, dict]:
-    """The backend block: {type: config}. A local backend's path is relative to the repository
-    root, and defaults to the environment's state file under the state folder."""
+def backend(env: Environment, state: EnvironmentState) -> dict[str, dict]:
+    """The backend block: {type: config}. A local backend's path is inside the environment's
+    state folder, relative to it (default: its terraform.tfstate); EnvironmentFailed for one
+    that would leave it."""
     kind = env.settings.terraform_backend
     config = dict(env.settings.terraform_backend_config)
     if kind == "local":
-        path = config.get("path")
-        config["path"] = str((repo.repo_root / path) if path else state.terraform_state)
+        config["path"] = str(state.local_state_file(config.get("path")))
     return {kind: config}
 
 
-def render_root(env: Environment, repo: Repo, state: EnvironmentState) -> RenderedRoot:
+def render_root(env: Environment, state: EnvironmentState) -> RenderedRoot:
     """The root module for `env`, to be written to `main.tf.json` in `state.terraform_dir`."""
     modules: dict[str, dict] = {}
     outputs: dict[str, dict] = {}
@@ -66,7 +65,7 @@ def render_root(env: Environment, repo: Repo, state: EnvironmentState) -> Render
         for output in sorted(declared_outputs(module)):
             outputs[output_name(len(index))] = {"value": f"${{module.{module.name}.{output}}}"}
             index.append((module.name, output))
-    root: dict[str, Any] = {"terraform": {"backend": backend(env, repo, state)}}
+    root: dict[str, Any] = {"terraform": {"backend": backend(env, state)}}
     if modules:  # none left: the plan destroys what the state still holds
         root["module"] = modules
     if outputs:  # Terraform's JSON syntax refuses an empty output block
@@ -93,7 +92,7 @@ def _render_value(value: Any) -> Any:
     """A variable's value in Terraform JSON: `${infra.A.out}` as module A's output, the rest literal."""
     if isinstance(value, str):
         parts, last = [], 0
-        for match in _INFRA.finditer(value):
+        for match in INFRA_REFERENCE.finditer(value):
             parts.append(_escape(value[last : match.start()]))
             parts.append(f"${{module.{match.group(1)}.{match.group(2)}}}")
             last = match.end()

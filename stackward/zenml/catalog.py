@@ -172,6 +172,13 @@ def _is_secret(schema: dict) -> bool:
     return any(_is_secret(branch) for key in ("anyOf", "oneOf", "allOf") for branch in schema.get(key, []))
 
 
+def auth_method_secret_fields(config_schema: dict) -> tuple[str, ...]:
+    """The secret configuration keys of a connector auth method, from its JSON schema (ZenML's
+    `AuthenticationMethodModel.config_schema`): the catalog's `secret_fields`, and what the
+    ZenML worker never reads back."""
+    return tuple(sorted(k for k, v in config_schema.get("properties", {}).items() if _is_secret(v)))
+
+
 def build_catalog() -> dict:
     """Read flavors and connector types from the installed zenml (slow: imports zenml)."""
     from zenml.enums import StackComponentType
@@ -200,9 +207,7 @@ def build_catalog() -> dict:
                 m.auth_method: {
                     "name": m.auth_method,
                     "schema": m.config_schema,
-                    "secret_fields": tuple(
-                        sorted(k for k, v in m.config_schema.get("properties", {}).items() if _is_secret(v))
-                    ),
+                    "secret_fields": auth_method_secret_fields(m.config_schema),
                 }
                 for m in spec.auth_methods
             },

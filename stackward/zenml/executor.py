@@ -17,6 +17,7 @@ from typing import Any
 
 from stackward.errors import EnvironmentFailed
 from stackward.plan.state import EnvironmentState
+from stackward.process_env import allowed, credentials
 from stackward.spec.model import Environment
 from stackward.zenml.registrations import Registration
 
@@ -34,14 +35,16 @@ class ZenmlError(EnvironmentFailed):
 
 
 def _base_environment(config_path: Path) -> dict[str, str]:
-    """This process's environment without any ZenML store settings, pointed at `config_path`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_OUT)}
+    """An allow-listed environment (stackward.process_env: the basics, ZENML_* and PYTHON*
+    settings, none of another store's) pointed at the ZenML configuration folder `config_path`."""
+    base = {k: v for k, v in allowed(("ZENML_", "PYTHON")).items() if not k.startswith(_INHERITED_OUT)}
     return {**base, **_QUIET, "ZENML_CONFIG_PATH": str(config_path)}
 
 
-def worker_environment(env: Environment, state: EnvironmentState) -> dict[str, str]:
-    """The worker's environment: this environment's store and nothing from another."""
-    base = _base_environment(state.zenml_config)
+def worker_environment(env: Environment, config_path: Path, phase: str) -> dict[str, str]:
+    """The worker's environment: this environment's store, the credentials declared for the
+    phase, and when applying the variables its connectors' secrets come from. Nothing else."""
+    base = _base_environment(config_path)
     settings = env.settings
     if not settings.embedded:
         key = os.environ.get(settings.zenml_api_key_env or "")
@@ -51,6 +54,13 @@ def worker_environment(env: Environment, state: EnvironmentState) -> dict[str, s
                 f"{settings.zenml_api_key_env}, which is not set"
             )
         base.update(ZENML_STORE_URL=settings.zenml_url or "", ZENML_STORE_API_KEY=key)
+    base.update(credentials(env, phase))
+    if phase == "apply":
+        for connector in env.of_kind("ServiceConnector").values():
+            for ref in (connector.spec.get("secrets") or {}).values():
+                name = ref.get("fromEnv") if isinstance(ref, dict) else None
+                if isinstance(name, str) and name in os.environ:
+                    base[name] = os.environ[name]
     return base
 
 
@@ -221,11 +231,17 @@ class ZenmlExecutor:
     """Reads and changes one environment's registrations through its worker, or reads them
     through a shared StoreReader when one is given and the store is embedded."""
 
-    def __init__(self, env: Environment, state: EnvironmentState, reader: StoreReader | None = None):
+    def __init__(
+        self, env: Environment, state: EnvironmentState, phase: str, reader: StoreReader | None = None
+    ):
         self.env = env
         self.state = state
+        self.phase = phase  # plan or apply: whose credentials the worker gets
         self.reader = reader
         self._worker: _JsonLinesProcess | None = None
+        # a server's client writes its API key and tokens into its configuration folder: keep
+        # that in a temporary folder, removed with the worker, never in the state folder
+        self._home = None if self.embedded else tempfile.TemporaryDirectory(prefix="stackward-zenml-")
 
     @property
     def embedded(self) -> bool:
@@ -242,13 +258,17 @@ class ZenmlExecutor:
     def __exit__(self, *exc: object) -> None:
         if self._worker is not None:
             self._worker.close()
+        if self._home is not None:
+            self._home.cleanup()
 
     def _request(self, request: dict) -> _Running:
         """Send to the environment's worker, started on first use (planning an environment
         without registrations needs none)."""
         if self._worker is None:
             self.state.ensure()
-            self._worker = _JsonLinesProcess([], worker_environment(self.env, self.state), self.env.name)
+            config = Path(self._home.name) if self._home is not None else self.state.zenml_config
+            environment = worker_environment(self.env, config, self.phase)
+            self._worker = _JsonLinesProcess([], environment, self.env.name)
         return self._worker.send(request)
 
     def read(self) -> list[Registration]:

@@ -43,13 +43,34 @@ def _all(list_method: Any, filter_class: Any) -> list:
     return depaginate(lambda page=1: list_method(filter_class(page=page, size=1000), hydrate=True))
 
 
+def _secret_keys(connector: Any, config: dict) -> frozenset[str]:
+    """The secret configuration keys of a connector's auth method (the catalog's definition);
+    every key of `config` when neither this zenml nor the store knows the auth method.
+
+    Secret values are not marked in what a store returns: a ZenML server's REST answers carry
+    every value as a plain string, and a server without a connector type's libraries keeps that
+    type's secrets in its plain configuration."""
+    from stackward.zenml.catalog import auth_method_secret_fields
+
+    connector_type = connector.connector_type  # ZenML fills in the type's model where it knows it
+    method = (
+        None
+        if isinstance(connector_type, str)
+        else connector_type.auth_method_dict.get(connector.auth_method)
+    )
+    return frozenset(config) if method is None else frozenset(auth_method_secret_fields(method.config_schema))
+
+
 def read_registrations(store: Any) -> list[dict]:
-    """Every connector, component and stack in a ZenML store, with its id."""
+    """Every connector, component and stack in a ZenML store, with its id. A connector's secret
+    values are never read back: its `configuration` leaves out its auth method's secret keys
+    (all of them when its auth method is unknown), and `secret_keys` names those it holds."""
     from zenml.models import ComponentFilter, ServiceConnectorFilter, StackFilter
 
     out = []
     for c in _all(store.list_service_connectors, ServiceConnectorFilter):
         config = c.configuration or {}
+        secret = _secret_keys(c, config)
         out.append(
             {
                 "kind": "ServiceConnector",
@@ -60,9 +81,9 @@ def read_registrations(store: Any) -> list[dict]:
                     "auth_method": c.auth_method,
                     "resource_type": None if c.is_multi_type else c.resource_types[0],
                     "resource_id": c.resource_id,
-                    "configuration": {k: v for k, v in config.items() if not isinstance(v, SecretStr)},
+                    "configuration": {k: v for k, v in config.items() if k not in secret},
                 },
-                "secret_keys": sorted(k for k, v in config.items() if isinstance(v, SecretStr)),
+                "secret_keys": sorted(k for k in config if k in secret),
                 "labels": dict(c.labels or {}),
             }
         )

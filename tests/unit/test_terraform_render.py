@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from stackward.errors import EnvironmentFailed
 from stackward.plan.state import EnvironmentState
 from stackward.spec.loader import SourceMap
 from stackward.spec.model import Environment, Repo, Resource
@@ -46,7 +47,7 @@ def repo(repo_root: Path) -> Repo:
 
 
 def render(repo_root: Path, state: EnvironmentState, *modules: Resource, **kw: Any) -> dict:
-    return render_root(environment(repo_root, list(modules), **kw), repo(repo_root), state).root
+    return render_root(environment(repo_root, list(modules), **kw), state).root
 
 
 def test_infra_references_become_module_references_at_any_depth(repo_root: Path, state: EnvironmentState):
@@ -82,7 +83,7 @@ def test_literal_template_sequences_are_escaped(repo_root: Path, state: Environm
 def test_declared_outputs_are_exported_in_order_with_numbered_names(repo_root: Path, state: EnvironmentState):
     first = infra(repo_root, "first", outputs=["zeta", "mu", "alpha", "kappa", "beta"])
     second = infra(repo_root, "second", outputs=["id", 7])  # ill-typed entries are not exported
-    rendered = render_root(environment(repo_root, [first, second]), repo(repo_root), state)
+    rendered = render_root(environment(repo_root, [first, second]), state)
     names = ["alpha", "beta", "kappa", "mu", "zeta"]  # sorted: numbering never depends on set order
     assert rendered.outputs == (*(("first", n) for n in names), ("second", "id"))
     assert rendered.root["output"] == {
@@ -94,7 +95,7 @@ def test_declared_outputs_are_exported_in_order_with_numbered_names(repo_root: P
 
 
 def test_no_declared_outputs_means_no_output_block(repo_root: Path, state: EnvironmentState):
-    rendered = render_root(environment(repo_root, [infra(repo_root, "app")]), repo(repo_root), state)
+    rendered = render_root(environment(repo_root, [infra(repo_root, "app")]), state)
     assert "output" not in rendered.root
     assert rendered.outputs == ()
 
@@ -111,9 +112,18 @@ def test_local_backend_path_defaults_to_the_state_file(repo_root: Path, state: E
     assert str(state.terraform_state).endswith("/.stackward/dev/terraform.tfstate")
 
 
-def test_local_backend_path_is_relative_to_the_repository_root(repo_root: Path, state: EnvironmentState):
+def test_local_backend_path_is_inside_the_state_folder(repo_root: Path, state: EnvironmentState):
     env = environment(repo_root, [], backend={"type": "local", "config": {"path": "tf/dev.tfstate"}})
-    assert backend(env, repo(repo_root), state) == {"local": {"path": str(repo_root / "tf" / "dev.tfstate")}}
+    assert backend(env, state) == {"local": {"path": str(state.folder / "tf" / "dev.tfstate")}}
+
+
+@pytest.mark.parametrize("path", ["../../elsewhere.tfstate", "/tmp/x.tfstate", "~/x.tfstate", "."])
+def test_a_local_backend_path_out_of_the_state_folder_is_never_rendered(
+    repo_root: Path, state: EnvironmentState, path: str
+):
+    env = environment(repo_root, [], backend={"type": "local", "config": {"path": path}})
+    with pytest.raises(EnvironmentFailed):
+        backend(env, state)
 
 
 def test_remote_backend_config_is_passed_through(repo_root: Path, state: EnvironmentState):
