@@ -16,7 +16,8 @@ from pathlib import Path
 from validate_bench import generate
 
 from stackward.policy.check import PolicyOptions, check_policies
-from stackward.spec.resolve import Resolver, discover
+from stackward.spec.discover import discover
+from stackward.spec.resolve import Resolver
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import model_validator
 
 from stackward.settings import STATE_FOLDER, Settings
-from stackward.spec.resolve import git_root
+from stackward.spec.discover import git_root
 
 
 class ServiceSettings(Settings):

@@ -23,7 +23,7 @@ from reconciler.status import EnvironmentStatus, Reason, Type
 from reconciler.store import Store
 from stackward.errors import UsageError
 from stackward.plan.state import now
-from stackward.spec.resolve import discover
+from stackward.spec.discover import discover
 from stackward.zenml.executor import StoreReader
 
 log = logging.getLogger("stackward.reconciler")

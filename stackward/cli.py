@@ -339,7 +339,7 @@ def unlock(env: str, path: Path | None, state_dir: Path | None, force: bool) -> 
     """Release an environment's lock left behind by a run that was killed."""
     from stackward.plan.state import EnvironmentState
     from stackward.plan.state import unlock as release
-    from stackward.spec.resolve import discover, is_environment_name
+    from stackward.spec.discover import discover, is_environment_name
 
     rule = bundle()["$defs"]["envName"]
     if not is_environment_name(env) or not re.fullmatch(rule["pattern"], env):

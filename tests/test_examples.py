@@ -4,7 +4,8 @@ from pathlib import Path
 
 from conftest import EXAMPLES, run, validate_json
 
-from stackward.spec.resolve import Resolver, discover
+from stackward.spec.discover import discover
+from stackward.spec.resolve import Resolver
 
 
 def resolved(name: str):

@@ -123,7 +123,8 @@ def test_keys_yaml_would_read_as_something_else_must_be_quoted(examples: Path, k
 
 
 def test_variables_inside_text_read_like_yaml(examples: Path):
-    from stackward.spec.resolve import Resolver, discover
+    from stackward.spec.discover import discover
+    from stackward.spec.resolve import Resolver
 
     env = (
         (examples / "local/environment.yaml")

@@ -242,7 +242,8 @@ def test_policy_test_command_reports_each_test(policies: Path):
 
 def test_policy_input_document(examples: Path):
     from stackward.policy.input import PullRequest, build_input
-    from stackward.spec.resolve import Resolver, discover
+    from stackward.spec.discover import discover
+    from stackward.spec.resolve import Resolver
 
     repo, _ = discover(examples)
     env = Resolver(repo).resolve("prod")

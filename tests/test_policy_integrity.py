@@ -88,7 +88,7 @@ def test_the_input_carries_each_environment_as_the_base_branch_has_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from stackward.policy.base import environments_at
-    from stackward.spec.resolve import discover
+    from stackward.spec.discover import discover
 
     repo = git_repo(tmp_path)
     commit(repo, {}, "base")

@@ -125,7 +125,8 @@ def test_override_is_a_merge_patch_on_the_base_document(examples: Path):
     )
     result = validate_json(examples, "--env", "dev", "--no-policy")
     assert result.exit_code == 0, result.output
-    from stackward.spec.resolve import Resolver, discover
+    from stackward.spec.discover import discover
+    from stackward.spec.resolve import Resolver
 
     repo, _ = discover(examples)
     orchestrator = Resolver(repo).resolve("dev").of_kind("StackComponent")["dev-orchestrator"]

@@ -139,7 +139,8 @@ def test_rendering_refuses_a_local_backend_path_outside_the_state_folder(example
     """Even past validation (a caller that skips it), no Terraform is rendered writing state elsewhere."""
     from stackward.errors import EnvironmentFailed
     from stackward.plan.state import EnvironmentState
-    from stackward.spec.resolve import Resolver, discover
+    from stackward.spec.discover import discover
+    from stackward.spec.resolve import Resolver
     from stackward.terraform.render import backend
 
     edit(

@@ -15,8 +15,9 @@ from stackward.diagnostics import Diagnostic, Severity, merge_diagnostics
 from stackward.errors import UsageError
 from stackward.policy.check import PolicyOptions, PolicyOutcome, check_policies
 from stackward.settings import Settings
+from stackward.spec.discover import discover
 from stackward.spec.model import Environment, Repo
-from stackward.spec.resolve import Resolver, discover
+from stackward.spec.resolve import Resolver
 from stackward.spec.schema import suggest
 from stackward.zenml.catalog import Catalog, load_catalog
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from stackward.checks.references import local_module_folder
 from stackward.errors import UsageError
+from stackward.spec.discover import is_environment_name
 from stackward.spec.model import Environment, Repo
-from stackward.spec.resolve import is_environment_name
 
 
 class GitError(UsageError):

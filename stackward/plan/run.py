@@ -138,6 +138,7 @@ class EnvironmentRun:
                 if v is not None
             ]
             changes += mask_values(registrations, hidden)  # sensitive Terraform outputs stay hidden
+            self.workspace.scrub.add(*hidden)  # and in every message and file from here on
         scrub = self.workspace.scrub
         changes = [
             replace(

@@ -16,8 +16,9 @@ from pathlib import Path
 from stackward.diagnostics import display_path
 from stackward.policy.input import environment_part
 from stackward.policy.sources import PolicySourceError, run_git
+from stackward.spec.discover import SPEC_SUFFIXES, discover
 from stackward.spec.model import Repo
-from stackward.spec.resolve import SPEC_SUFFIXES, Resolver, discover
+from stackward.spec.resolve import Resolver
 
 MAX_FILES = 10_000
 MAX_BYTES = 64 * 1024 * 1024

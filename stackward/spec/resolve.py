@@ -10,74 +10,17 @@ The result is the model in stackward.spec.model.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from stackward.diagnostics import Diagnostic, Location, display_path
-from stackward.errors import UsageError
+from stackward.spec.discover import spec_files
 from stackward.spec.interpolation import Context, interpolate
 from stackward.spec.loader import Document, LoadedFile, SourceMap, load_file
 from stackward.spec.model import Environment, EnvironmentSettings, Repo, Resource
 from stackward.spec.schema import suggest, validate_document
 
-SPEC_SUFFIXES = (".yaml", ".yml")
 DEFAULT_BASE = "_base"
-_ENVIRONMENT_DOC = re.compile(r"^kind:[ \t]*['\"]?Environment['\"]?[ \t]*(#.*)?$", re.MULTILINE)
-
-
-def _spec_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix in SPEC_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-
-
-def _is_environment_folder(folder: Path) -> bool:
-    for path in folder.iterdir():
-        small_spec = path.suffix in SPEC_SUFFIXES and path.is_file() and path.stat().st_size < 1024 * 1024
-        if small_spec and _ENVIRONMENT_DOC.search(path.read_text(errors="replace")):
-            return True
-    return False
-
-
-def git_root(start: Path) -> Path:
-    """The repository holding `start` (the folder with .git), else `start` itself."""
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
-            return folder
-    return start
-
-
-def is_environment_name(folder: str) -> bool:
-    """Whether a folder of the environments folder is an environment (`_base`, `_modules` and
-    hidden folders are not)."""
-    return not folder.startswith((".", "_"))
-
-
-def discover(path: Path) -> tuple[Repo, str | None]:
-    """Find the environments under `path`; a single environment folder selects that one."""
-    if not path.exists():
-        raise UsageError(f"{path}: no such folder; pass the path of your environments folder")
-    if not path.is_dir():
-        raise UsageError(f"{path}: not a folder; pass the environments folder (e.g. environments/)")
-    path = path.resolve()
-    selected = None
-    root = path
-    holds_environments = any(
-        _is_environment_folder(child)
-        for child in path.iterdir()
-        if child.is_dir() and is_environment_name(child.name)
-    )
-    if not holds_environments and _is_environment_folder(path):
-        root, selected = path.parent, path.name
-    children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    environments = {p.name: p for p in children if is_environment_name(p.name)}
-    shared = {p.name: p for p in children if p.name.startswith("_")}
-    return Repo(root, git_root(root), environments, shared), selected
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -118,7 +61,7 @@ class Resolver:
         outside = self._outside(folder)
         if outside is not None:
             return [], [], [outside]
-        files = _spec_files(folder)
+        files = spec_files(folder)
         documents: list[Document] = []
         diagnostics: list[Diagnostic] = []
         for path in files:

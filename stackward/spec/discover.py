@@ -1,0 +1,68 @@
+"""Finding the environments: which folders of an environments folder are environments
+(`dev/`, `prod/`), which are shared (`_base/`, `_modules/`), and the repository holding them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from stackward.errors import UsageError
+from stackward.spec.model import Repo
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+_ENVIRONMENT_DOC = re.compile(r"^kind:[ \t]*['\"]?Environment['\"]?[ \t]*(#.*)?$", re.MULTILINE)
+
+
+def spec_files(folder: Path) -> list[Path]:
+    """The spec files below `folder` (hidden folders skipped), in name order."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix in SPEC_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _is_environment_folder(folder: Path) -> bool:
+    for path in folder.iterdir():
+        small_spec = path.suffix in SPEC_SUFFIXES and path.is_file() and path.stat().st_size < 1024 * 1024
+        if small_spec and _ENVIRONMENT_DOC.search(path.read_text(errors="replace")):
+            return True
+    return False
+
+
+def git_root(start: Path) -> Path:
+    """The repository holding `start` (the folder with .git), else `start` itself."""
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
+def is_environment_name(folder: str) -> bool:
+    """Whether a folder of the environments folder is an environment (`_base`, `_modules` and
+    hidden folders are not)."""
+    return not folder.startswith((".", "_"))
+
+
+def discover(path: Path) -> tuple[Repo, str | None]:
+    """Find the environments under `path`; a single environment folder selects that one."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such folder; pass the path of your environments folder")
+    if not path.is_dir():
+        raise UsageError(f"{path}: not a folder; pass the environments folder (e.g. environments/)")
+    path = path.resolve()
+    selected = None
+    root = path
+    holds_environments = any(
+        _is_environment_folder(child)
+        for child in path.iterdir()
+        if child.is_dir() and is_environment_name(child.name)
+    )
+    if not holds_environments and _is_environment_folder(path):
+        root, selected = path.parent, path.name
+    children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    environments = {p.name: p for p in children if is_environment_name(p.name)}
+    shared = {p.name: p for p in children if p.name.startswith("_")}
+    return Repo(root, git_root(root), environments, shared), selected
