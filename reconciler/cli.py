@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from stackward.errors import StackwardError
+from stackward.secrets import scrubbed_output
 
 
 @click.command("serve")
@@ -32,4 +33,6 @@ def command(config_file: Path | None, path: Path | None, host: str | None, port:
     except StackwardError as exc:
         click.echo(f"stackward: {exc}", err=True)
         sys.exit(exc.exit_code)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    app = create_app(settings)
+    with scrubbed_output(app.state.reconciler.store.scrub):  # its log hides secrets like its API
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
