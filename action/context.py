@@ -112,7 +112,7 @@ class Run:
 
     @property
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.settings, scrub=self.scrub)
+        return Pipeline(self.settings, scrub=self.scrub, actor="stackward (GitHub Action)")
 
     def say(self, text: str) -> None:
         click.echo(text)

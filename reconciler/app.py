@@ -78,7 +78,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def history(name: str, request: Request) -> list[dict]:
         readable(request)
         known(name)
-        return store.history(name)
+        return reconciler.history(name)
 
     @app.post("/api/environments/{name}/reconcile", status_code=202)
     def reconcile(name: str, request: Request) -> dict:
@@ -144,6 +144,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def environment_page(name: str, request: Request) -> str:
         readable(request)
         known(name)
-        return dashboard.environment_page(reconciler.status(name), store.history(name), commit_url)
+        return dashboard.environment_page(reconciler.status(name), reconciler.history(name), commit_url)
 
     return app

@@ -46,6 +46,8 @@ class ServiceSettings(Settings):
             self.state_dir = base / STATE_FOLDER
         if self.clone_dir is None:
             self.clone_dir = self.state_dir / "source"
+        if not self.state_url and self.database_url.startswith("postgres"):
+            self.state_url = self.database_url  # one PostgreSQL for the service and the state store
         return self
 
     @property

@@ -22,9 +22,11 @@ from stackward.output.plan_text import format_value
 from stackward.pipeline import Pipeline
 from stackward.plan.changes import Action, EnvironmentPlan
 from stackward.plan.run import ApplyRefused, Planned
-from stackward.plan.state import EnvironmentState, holder_is_stale, now, read_holder, unlock
+from stackward.plan.state import EnvironmentState, now
 from stackward.secrets import secret_values
 from stackward.spec.model import Environment
+from stackward.state import Applied, StateStore
+from stackward.state.local import holder_is_stale, read_holder, release_file_lock
 from stackward.zenml.executor import StoreReader
 
 
@@ -36,6 +38,7 @@ class Phases:
     metrics: Metrics
     source: Source
     reader: StoreReader
+    stores: dict[str, StateStore]  # each environment's state store, as its last pass found it
 
     def _fail(self, status: EnvironmentStatus, reason: Reason, message: str) -> None:
         status.failures += 1
@@ -63,6 +66,11 @@ class Phases:
         if planned is None:
             return
         plan = planned.plan
+        store = pipeline.store(report, env)
+        self.stores[env.name] = store
+        recorded = store.applied(env.name)  # whoever applied it: the Action, the CLI or this service
+        if recorded is not None:
+            status.applied_revision = recorded.revision
         decision = decide(
             has_changes=plan.has_changes,
             revision=revision,
@@ -76,6 +84,8 @@ class Phases:
             status.set(Type.READY, True, Reason.UP_TO_DATE, f"in sync with {revision[:12] or 'the specs'}")
             status.set(Type.DRIFTED, False, Reason.NO_DRIFT, "")
             status.applied_revision = revision  # converged with this revision: later differences are drift
+            if revision and (recorded is None or recorded.revision != revision):
+                store.set_applied(env.name, Applied(revision, plan.digest(), now(), pipeline.actor))
         elif decision is Decision.OUT_OF_SYNC:
             status.set(
                 Type.READY, False, Reason.OUT_OF_SYNC, f"{revision[:12]} is not applied yet: {plan.summary()}"
@@ -106,7 +116,11 @@ class Phases:
         return root, revision
 
     def _specs(self, status: EnvironmentStatus, root: Path) -> tuple[Pipeline, Report, Environment] | None:
-        pipeline = Pipeline(self.settings.model_copy(update={"path": root}), reader=self.reader)
+        pipeline = Pipeline(
+            self.settings.model_copy(update={"path": root}),
+            reader=self.reader,
+            actor="stackward (reconciler)",
+        )
         try:
             report = pipeline.validate(status.name)
         except UsageError as exc:
@@ -151,16 +165,14 @@ class Phases:
         revision: str,
         healing: bool,
     ) -> None:
-        """Apply exactly the plan the pass decided on, through the policy gate; record it."""
-        started = now()
+        """Apply exactly the plan the pass decided on, through the gates (the ledger records it)."""
         try:
-            result = pipeline.apply_one(report, env, reviewed=planned.plan)
+            pipeline.apply_one(report, env, reviewed=planned.plan, reason="heal" if healing else "apply")
         except ApplyRefused as exc:
             self._fail(status, Reason.APPLY_REFUSED, str(exc))
             return
         except EnvironmentFailed as exc:
             self._fail(status, Reason.APPLY_FAILED, str(exc))
-            self._record(status, revision, started, result="failed", error=str(exc)[:500])
             return
         status.failures = 0
         status.conditions.pop(Type.STALLED, None)
@@ -170,29 +182,14 @@ class Phases:
             Type.READY, True, reason, f"applied {planned.plan.summary()} at {revision[:12] or 'the specs'}"
         )
         status.set(Type.DRIFTED, False, Reason.DRIFT_HEALED if healing else Reason.NO_DRIFT, "")
-        self._record(
-            status,
-            revision,
-            started,
-            result="healed" if healing else "applied",
-            plan_hash=planned.plan.digest(),
-            apply=result.apply_id,
-            changes=[f"{c.action.value} {c.address}" for c in result.applied],
-        )
         self.metrics.applied(status.name)
 
-    def _record(self, status: EnvironmentStatus, revision: str, started: str, **entry: object) -> None:
-        self.store.record(
-            status.name,
-            {"revision": revision, "started": started, "finished": now(), **entry},
-            self.settings.history_size,
-        )
-
     def _release_stale_lock(self, state: EnvironmentState) -> None:
-        """A lock left by a run that died on this machine (a restart mid-apply) is released."""
+        """A lock file left by a run that died on this machine (a restart mid-apply) is
+        released. (PostgreSQL releases a dead holder's lock itself.)"""
         holder = read_holder(state)
         if holder and holder_is_stale(holder):
-            unlock(state)
+            release_file_lock(state)
 
 
 def describe(plan: EnvironmentPlan) -> str:

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from reconciler.config import ServiceSettings
 from reconciler.metrics import Metrics
@@ -24,6 +25,8 @@ from reconciler.store import Store
 from stackward.errors import UsageError
 from stackward.plan.state import now
 from stackward.spec.discover import discover
+from stackward.state import StateStore, open_store
+from stackward.state.ledger import Ledger
 from stackward.zenml.executor import StoreReader
 
 log = logging.getLogger("stackward.reconciler")
@@ -49,6 +52,7 @@ class Reconciler(Phases):
         self.running = False
         self.notifier = Notifier(settings)
         self.reader = StoreReader()  # one zenml import for every environment's reads
+        self.stores: dict[str, StateStore] = {}
 
     # -- environments and their status -----------------------------------------------------
     def environments(self) -> list[str]:
@@ -75,6 +79,13 @@ class Reconciler(Phases):
         if not suspended:
             self.request(name)
         return status
+
+    def history(self, name: str) -> list[dict]:
+        """The environment's applies from the ledger, newest first, whoever applied them (the
+        Action, the CLI or this service)."""
+        store = self.stores.get(name) or open_store(self.settings.state_url, self.settings.state_root(Path()))
+        applies = Ledger(store, name, self.store.scrub).applies()
+        return [_history_entry(a) for a in reversed(applies)][: self.settings.history_size]
 
     # -- scheduling --------------------------------------------------------------------------
     def request(self, name: str | None = None) -> None:
@@ -189,3 +200,21 @@ class Reconciler(Phases):
                 self.metrics.observe(status, time.monotonic() - started)
             self.notifier.changed(before, status)
         return status
+
+
+def _history_entry(summary: dict) -> dict:
+    """A ledger apply as the API and the dashboard show it."""
+    result = summary.get("result", "interrupted")
+    if result == "success":
+        result = "healed" if summary.get("reason") == "heal" else "applied"
+    return {
+        "apply": summary.get("apply"),
+        "revision": summary.get("revision") or "",
+        "plan_hash": summary.get("plan_hash") or "",
+        "started": summary.get("started", ""),
+        "finished": summary.get("finished", ""),
+        "result": result,
+        "by": summary.get("by", ""),
+        "changes": summary.get("planned", []),
+        "error": summary.get("error", ""),
+    }

@@ -1,4 +1,5 @@
-"""Status, history and webhook deliveries in SQLite (default) or PostgreSQL (replicas).
+"""Status and webhook deliveries in SQLite (default) or PostgreSQL (replicas). The history of
+applies is the ledger in the state store (stackward.state), shared with the CLI and the Action.
 
 With PostgreSQL, a per-environment advisory lock makes sure two replicas never reconcile the
 same environment at once.
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, select, text
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, create_engine, select, text
 from sqlalchemy.engine import Engine
 
 from reconciler.status import EnvironmentStatus
@@ -26,14 +27,6 @@ status_table = Table(
     Column("environment", String(64), primary_key=True),
     Column("data", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True)),
-)
-history_table = Table(
-    "stackward_history",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("environment", String(64), index=True, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("data", Text, nullable=False),
 )
 deliveries_table = Table(
     "stackward_deliveries",
@@ -77,39 +70,6 @@ class Store:
                 conn.execute(
                     status_table.insert().values(environment=status.name, data=data, updated_at=_now())
                 )
-
-    def record(self, environment: str, entry: dict, keep: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                history_table.insert().values(
-                    environment=environment, at=_now(), data=json.dumps(self.scrub.data(entry), default=str)
-                )
-            )
-            ids = (
-                conn.execute(
-                    select(history_table.c.id)
-                    .where(history_table.c.environment == environment)
-                    .order_by(history_table.c.id.desc())
-                    .offset(keep)
-                )
-                .scalars()
-                .all()
-            )
-            if ids:
-                conn.execute(history_table.delete().where(history_table.c.id.in_(ids)))
-
-    def history(self, environment: str) -> list[dict]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(history_table.c.data)
-                    .where(history_table.c.environment == environment)
-                    .order_by(history_table.c.id.desc())
-                )
-                .scalars()
-                .all()
-            )
-        return [json.loads(r) for r in rows]
 
     def first_delivery(self, delivery: str) -> bool:
         """True the first time a webhook delivery id is seen."""

@@ -142,6 +142,25 @@ def _policy_options(command: Callable) -> Callable:
 
 def _state_options(command: Callable) -> Callable:
     command = click.option(
+        "--allow-ephemeral-state",
+        is_flag=True,
+        default=None,
+        help="Apply on a CI runner although state would be files the job loses (demos) "
+        "[STACKWARD_ALLOW_EPHEMERAL_STATE].",
+    )(command)
+    command = click.option(
+        "--skip-promotion-gate",
+        is_flag=True,
+        default=None,
+        help="Apply although the environment promoted from has not applied this revision; "
+        "recorded in the ledger with who did it [STACKWARD_SKIP_PROMOTION_GATE].",
+    )(command)
+    command = click.option(
+        "--state-url",
+        help="Keep locks, the ledger and applied revisions in this PostgreSQL database "
+        "[STACKWARD_STATE_URL]. Default: files in the state folder.",
+    )(command)
+    command = click.option(
         "--lock-timeout",
         type=float,
         help="Seconds to wait for an environment held by another run [STACKWARD_LOCK_TIMEOUT]. Default: 300.",
@@ -160,7 +179,9 @@ def _pipeline(path: Path | None, **given: Any) -> Pipeline:
 
     given.pop("policies_ref", None)
     scrub = click.get_current_context().meta[_SCRUB]
-    return Pipeline(Settings.load(path=path, **given), progress=_progress, scrub=scrub)
+    return Pipeline(
+        Settings.load(path=path, **given), progress=_progress, scrub=scrub, actor="stackward (CLI)"
+    )
 
 
 def _progress(message: str) -> None:
@@ -334,19 +355,54 @@ def diff(env_a: str, env_b: str, path: Path | None) -> None:
 @click.argument("env")
 @_path_argument
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="[STACKWARD_STATE_DIR]")
+@click.option("--state-url", help="The PostgreSQL state store [STACKWARD_STATE_URL].")
 @click.option("--force", is_flag=True, help="Release it even if the holder may still be running.")
-def unlock(env: str, path: Path | None, state_dir: Path | None, force: bool) -> None:
+def unlock(env: str, path: Path | None, state_dir: Path | None, state_url: str | None, force: bool) -> None:
     """Release an environment's lock left behind by a run that was killed."""
-    from stackward.plan.state import EnvironmentState
-    from stackward.plan.state import unlock as release
     from stackward.spec.discover import discover, is_environment_name
+    from stackward.spec.resolve import Resolver
+    from stackward.state import open_store
+    from stackward.state import state_url as url_of
 
     rule = bundle()["$defs"]["envName"]
     if not is_environment_name(env) or not re.fullmatch(rule["pattern"], env):
         raise UsageError(f"{env!r} is not an environment name ({rule['x-hint']}); nothing was unlocked")
-    settings = Settings.load(path=path, state_dir=state_dir)
+    settings = Settings.load(path=path, state_dir=state_dir, state_url=state_url)
     repo, _ = discover(settings.path)
-    click.echo(release(EnvironmentState(settings.state_root(repo.repo_root), env), force=force))
+    url = (
+        url_of(Resolver(repo).resolve(env), settings.state_url)
+        if env in repo.environments
+        else settings.state_url
+    )
+    store = open_store(url, settings.state_root(repo.repo_root))
+    click.echo(store.release(env, force))
+
+
+@_command(main)
+@click.argument("env")
+@_path_argument
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="[STACKWARD_STATE_DIR]")
+@click.option("--state-url", help="The PostgreSQL state store [STACKWARD_STATE_URL].")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def history(env: str, path: Path | None, state_dir: Path | None, state_url: str | None, fmt: str) -> None:
+    """Who applied which revision and plan hash of ENV, when, with what result (the ledger)."""
+    from stackward.state.ledger import Ledger
+
+    pipeline = _pipeline(path, state_dir=state_dir, state_url=state_url)
+    report = pipeline.validate(env)
+    (environment,) = report.environments
+    applies = Ledger(pipeline.store(report, environment), env).applies()
+    if fmt == "json":
+        click.echo(json.dumps(applies, indent=2))
+        return
+    if not applies:
+        click.echo(f"{env}: nothing applied yet ({pipeline.store(report, environment).description})")
+    for a in applies:
+        click.echo(
+            f"{a.get('started', '?')}  {(a.get('revision') or '-')[:12]:12}  {(a.get('plan_hash') or '')[:12]:12}  "
+            f"{a['result']:11}  {len(a.get('done', []))}/{len(a.get('planned', []))} done  {a.get('by', '')}"
+            + (f"  {a['error']}" if a.get("error") else "")
+        )
 
 
 @_command(main)

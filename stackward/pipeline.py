@@ -10,6 +10,8 @@ report. Errors users can meet are `StackwardError`s (see stackward.errors).
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +19,7 @@ from stackward.checks.validate import Report, validate
 from stackward.diagnostics import Diagnostic
 from stackward.errors import EnvironmentFailed, SpecsInvalid, StackwardError, UsageError
 from stackward.plan.changes import EnvironmentPlan, Plan
+from stackward.plan.gates import check_durable_state, check_promotion, on_ephemeral_runner, upstream
 from stackward.plan.run import (
     ApplyRefused,
     ApplyResult,
@@ -35,7 +38,10 @@ from stackward.policy.input import PullRequest
 from stackward.secrets import Scrubber, secret_values
 from stackward.settings import Settings
 from stackward.spec.model import Environment
+from stackward.spec.resolve import Resolver
 from stackward.spec.schema import suggest
+from stackward.state import StateStore, open_store, state_url
+from stackward.state.ledger import Ledger
 from stackward.zenml.catalog import Catalog, load_catalog
 from stackward.zenml.executor import StoreReader
 
@@ -83,8 +89,10 @@ class Pipeline:
         progress: Progress = quiet,
         reader: StoreReader | None = None,
         scrub: Scrubber | None = None,
+        actor: str = "stackward",
     ):
         self.settings = settings
+        self.actor = actor  # who applies, in the ledger and the applied-revision records
         self.progress = progress
         self.reader = reader
         self.scrub = scrub if scrub is not None else Scrubber()  # learns the specs' secrets as it reads them
@@ -140,6 +148,13 @@ class Pipeline:
         return [by_name[n] for n in dict.fromkeys(wanted)]
 
     # -- plan -------------------------------------------------------------------------------
+    def store(self, report: Report, env: Environment) -> StateStore:
+        """Where `env`'s lock, ledger and applied revision live: the URL its spec names
+        (`state.urlEnv`), else the `state_url` setting, else files in the state folder."""
+        return open_store(
+            state_url(env, self.settings.state_url), self.settings.state_root(report.repo.repo_root)
+        )
+
     def workspace(self, report: Report) -> Workspace:
         return Workspace(
             report.repo,
@@ -149,6 +164,8 @@ class Pipeline:
             progress=self.progress,
             reader=self.reader,
             scrub=self.scrub,
+            stores=lambda env: self.store(report, env),
+            actor=self.actor,
         )
 
     def plan_one(self, report: Report, env: Environment) -> Planned:
@@ -214,17 +231,45 @@ class Pipeline:
         reviewed: Reviewed,
         on_plan: Callable[[Planned], None] | None = None,
         policies_ref: str | None = None,
+        reason: str = "apply",
     ) -> ApplyResult:
-        """Apply one environment, held to `reviewed` and gated by the policies (as they are at
-        `policies_ref`, when given)."""
+        """Apply one environment, held to `reviewed`, through the gates: durable state on an
+        ephemeral runner, the promotion order, and the policies (as they are at `policies_ref`,
+        when given)."""
         gate = self.gate(report, env, policies_ref)
+        store = self.store(report, env)
 
         def check(planned: Planned) -> None:
             if on_plan is not None:
                 on_plan(planned)
+            if on_ephemeral_runner() and not self.settings.allow_ephemeral_state:
+                check_durable_state(env, store)
+            self._promotion(report, env, store)
             gate(planned)
 
-        return apply_environment(env, self.workspace(report), reviewed=reviewed, check=check)
+        return apply_environment(env, self.workspace(report), reviewed=reviewed, check=check, reason=reason)
+
+    def _promotion(self, report: Report, env: Environment, store: StateStore) -> None:
+        """The promotion gate; skipped only when the settings say so, and then recorded."""
+        before = upstream(env, lambda name: self._environment(report, name))
+        if before is None:
+            return
+        rev = revision(report.repo)
+        if self.settings.skip_promotion_gate:
+            who = os.environ.get("GITHUB_ACTOR") or getpass.getuser()
+            Ledger(store, env.name, self.scrub).record(
+                "promotion-gate-skipped", "", revision=rev, promoted_after=before.name, by=who
+            )
+            return
+        check_promotion(env, before, self.store(report, before), rev, report.repo.repo_root)
+
+    @staticmethod
+    def _environment(report: Report, name: str) -> Environment | None:
+        """An environment of the repo, resolved if validation did not (a `--env` run)."""
+        found = next((e for e in report.environments if e.name == name), None)
+        if found is None and name in report.repo.environments:
+            found = Resolver(report.repo).resolve(name)
+        return found
 
     def apply(
         self,

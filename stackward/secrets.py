@@ -91,11 +91,13 @@ class Scrubber:
 
 def secret_variables(environments: Iterable[Environment]) -> list[str]:
     """The variables whose values are secrets: those the specs reference for ZenML API keys,
-    connector secrets and credentials, and the tokens stackward and GitHub Actions hold."""
-    names: list[str | None] = [*TOKEN_VARIABLES, "STACKWARD_OPA_TOKEN"]
+    connector secrets, credentials and state URLs, and the tokens stackward and GitHub Actions
+    hold."""
+    names: list[str | None] = [*TOKEN_VARIABLES, "STACKWARD_OPA_TOKEN", "STACKWARD_STATE_URL"]
     for env in environments:
         names.append(env.settings.zenml_api_key_env)
         names += [*env.settings.plan_credentials.values(), *env.settings.apply_credentials.values()]
+        names.append(env.settings.state_url_env)
         for connector in env.of_kind("ServiceConnector").values():
             for ref in (connector.spec.get("secrets") or {}).values():
                 if isinstance(ref, dict) and isinstance(ref.get("fromEnv"), str):

@@ -33,6 +33,9 @@ class Settings(BaseModel):
 
     path: Path = Path("environments")  # the environments folder
     state_dir: Path | None = None  # default: .stackward/ at the repository root
+    state_url: str = ""  # locks, ledger, applied revisions in PostgreSQL; empty: files in state_dir
+    skip_promotion_gate: bool = False  # apply although the environment promoted from has not (recorded)
+    allow_ephemeral_state: bool = False  # apply on a CI runner with state in files the job loses (demos)
     lock_timeout: float = 300.0  # seconds to wait for an environment held by another run
     policies: Path | None = None  # default: policies/ at the repository root
     policy_gate: bool = True  # False turns the policy gate off explicitly; no policies: an error

@@ -19,7 +19,9 @@ from postgres import postgres_server
 from zenml_tools import copy_store, zenml_run, zenml_state
 
 from stackward.checks.validate import validate
-from stackward.plan.state import EnvironmentState, Ledger, environment_lock
+from stackward.plan.state import EnvironmentState
+from stackward.state.ledger import Ledger
+from stackward.state.local import LocalStore, file_lock
 from stackward.zenml.executor import StoreReader, ZenmlError, ZenmlExecutor
 
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
@@ -76,7 +78,7 @@ def test_apply_creates_everything_and_outputs_flow_into_registrations(repo: Path
 def test_second_apply_reports_no_changes_and_touches_nothing(repo: Path):
     assert apply(repo).exit_code == 0
     before = zenml_state(state_of(repo), "local")
-    ledger = Ledger(EnvironmentState(state_of(repo), "local"))
+    ledger = Ledger(LocalStore(state_of(repo)), "local")
     assert [a["result"] for a in ledger.applies()] == ["success"]
     result = apply(repo)
     assert result.exit_code == 0
@@ -202,7 +204,7 @@ def test_a_name_taken_by_a_resource_stackward_does_not_own_blocks_apply(repo: Pa
 
 def test_an_apply_waits_for_the_lock_then_fails_naming_the_holder(repo: Path):
     state = EnvironmentState(state_of(repo), "local")
-    with environment_lock(state, "stackward apply local (the other run)", timeout=0):
+    with file_lock(state, "stackward apply local (the other run)", timeout=0):
         result = apply(repo, "--lock-timeout", "1")
     assert result.exit_code == 1
     assert "environment local is locked by stackward apply local (the other run) (pid" in result.output
@@ -266,7 +268,7 @@ def test_a_killed_apply_is_detected_and_a_rerun_converges(repo: Path):
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    ledger = Ledger(EnvironmentState(state_of(repo), "local"))
+    ledger = Ledger(LocalStore(state_of(repo)), "local")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         steps = [e for e in ledger.entries() if e["event"] == "step" and "zenml." in e.get("change", "")]

@@ -323,7 +323,7 @@ def test_two_replicas_on_postgres_never_reconcile_the_same_environment_at_once(
             thread.join(180)
         passes = [r.metrics.duration.labels("local")._sum.get() > 0 for r in replicas]
         assert passes.count(True) == 1  # exactly one replica reconciled it
-        history = replicas[0].store.history("local")
+        history = replicas[0].history("local")
         assert [h["result"] for h in history] == ["applied"]
         assert replicas[1].status("local").ready  # both see the shared status
         assert "local-stack" in zenml_state(state, "local")["stacks"]
@@ -428,7 +428,8 @@ def test_a_git_remote_is_cloned_and_followed(tmp_path: Path, store_template: Pat
 def test_a_restart_mid_apply_resumes_and_sigterm_finishes_the_pass(tmp_path: Path, store_template: Path):
     """The real `stackward serve` process: killed in the middle of an apply, started again, it
     converges without applying anything twice; SIGTERM lets the pass under way finish."""
-    from stackward.plan.state import EnvironmentState, Ledger
+    from stackward.state.ledger import Ledger
+    from stackward.state.local import LocalStore
 
     many = "---\n".join(
         f"apiVersion: stackward.dev/v1alpha1\nkind: StackComponent\nmetadata: {{name: local-b{i}}}\n"
@@ -447,7 +448,7 @@ def test_a_restart_mid_apply_resumes_and_sigterm_finishes_the_pass(tmp_path: Pat
         "STACKWARD_API_TOKEN": TOKEN,
     }
     command = [str(Path(sys.executable).parent / "stackward"), "serve"]
-    ledger = Ledger(EnvironmentState(state, "local"))
+    ledger = Ledger(LocalStore(state), "local")
 
     def zenml_steps() -> int:
         return len([e for e in ledger.entries() if e["event"] == "step" and "zenml." in e.get("change", "")])

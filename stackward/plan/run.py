@@ -21,9 +21,12 @@ from pathlib import Path
 
 from stackward.errors import EnvironmentFailed
 from stackward.plan.changes import UNKNOWN, Action, Change, EnvironmentPlan, mask_values
-from stackward.plan.state import EnvironmentState, Ledger, environment_lock
+from stackward.plan.state import EnvironmentState, now
 from stackward.secrets import Scrubber
 from stackward.spec.model import Environment, Repo
+from stackward.state import Applied, StateStore
+from stackward.state.ledger import Ledger
+from stackward.state.local import LocalStore
 from stackward.terraform.executor import TerraformExecutor, TerraformPlan
 from stackward.zenml.diff import operations, plan_registrations
 from stackward.zenml.executor import StoreReader, ZenmlExecutor
@@ -51,6 +54,12 @@ class Workspace:
     progress: Progress = quiet
     scrub: Scrubber = field(default_factory=Scrubber)  # secret values never enter a plan or the ledger
     reader: StoreReader | None = None  # a long-running caller's shared reader of embedded stores
+    stores: Callable[[Environment], StateStore] | None = None  # default: files in state_root
+    actor: str = "stackward"  # who applies, for the ledger: the CLI, the Action or the reconciler
+
+    def store(self, env: Environment) -> StateStore:
+        """Where `env`'s lock, ledger and applied revision live."""
+        return self.stores(env) if self.stores is not None else LocalStore(self.state_root)
 
 
 @dataclass
@@ -108,12 +117,18 @@ class EnvironmentRun:
         self.env = env
         self.workspace = workspace
         self.state = EnvironmentState(workspace.state_root, env.name)
+        self.store = workspace.store(env)
         self.terraform = TerraformExecutor(env, self.state, workspace.lock_timeout, phase)
         self.zenml = ZenmlExecutor(env, self.state, phase, workspace.reader)
         self.terraform_plan: TerraformPlan | None = None
 
     def step(self, what: str) -> None:
         self.workspace.progress(f"{self.env.name}: {what}")
+
+    def record_applied(self, rev: str, plan: EnvironmentPlan) -> None:
+        """Record in the state store that the environment is at `rev` (promotion reads it)."""
+        if rev:
+            self.store.set_applied(self.env.name, Applied(rev, plan.digest(), now(), self.workspace.actor))
 
     def desired(self, outputs: dict) -> list:
         return desired(self.env, outputs, self.workspace.resource_types)
@@ -159,7 +174,7 @@ def plan_environment(env: Environment, workspace: Workspace) -> Planned:
     run = EnvironmentRun(env, workspace, "plan")
     run.step("waiting for the environment lock")
     with (
-        environment_lock(run.state, f"stackward plan {env.name}", timeout=workspace.lock_timeout),
+        run.store.hold(env.name, f"stackward plan {env.name}", workspace.lock_timeout),
         run.zenml,
     ):
         return run.plan()
@@ -204,21 +219,24 @@ def apply_environment(
     *,
     reviewed: Reviewed,
     check: Callable[[Planned], None] | None = None,
+    reason: str = "apply",
 ) -> ApplyResult:
     """Apply `env` under its lock; with `reviewed`, only if planning again gives that plan.
 
     `check` sees the fresh plan before anything changes and raises ApplyRefused to stop
-    (the policy gate on planned changes)."""
+    (the gates); `reason` (apply, or heal for drift) goes into the ledger."""
     run = EnvironmentRun(env, workspace, "apply")
     run.step("waiting for the environment lock")
     with (
-        environment_lock(run.state, f"stackward apply {env.name}", timeout=workspace.lock_timeout),
+        run.store.hold(env.name, f"stackward apply {env.name}", workspace.lock_timeout),
         run.zenml,
     ):
         planned = run.plan()
         plan = planned.plan
+        rev = revision(workspace.repo)
         if not plan.has_changes:  # nothing would be applied, so nothing unreviewed can be (a re-run)
             run.step("no changes")
+            run.record_applied(rev, plan)  # converged with this revision: it counts as applied
             return ApplyResult(env.name, [])
         _refuse_if_moved(env.name, plan, reviewed)
         if plan.conflicts:
@@ -227,7 +245,7 @@ def apply_environment(
         _secrets_are_set(env, run.zenml)
         if check is not None:
             check(planned)
-        return _apply(run, plan, revision(workspace.repo))
+        return _apply(run, plan, rev, reason)
 
 
 def _secrets_are_set(env: Environment, zenml: ZenmlExecutor) -> None:
@@ -261,11 +279,19 @@ def _secrets_are_set(env: Environment, zenml: ZenmlExecutor) -> None:
         )
 
 
-def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
-    ledger = Ledger(run.state, run.workspace.scrub)
+def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str) -> ApplyResult:
+    ledger = Ledger(run.store, run.env.name, run.workspace.scrub)
     apply_id = uuid.uuid4().hex[:12]
     planned = [f"{c.action.value} {c.address}" for c in plan.changes if c.action is not Action.NO_OP]
-    ledger.record("started", apply_id, revision=rev, plan_hash=plan.digest(), changes=planned)
+    ledger.record(
+        "started",
+        apply_id,
+        revision=rev,
+        plan_hash=plan.digest(),
+        changes=planned,
+        by=run.workspace.actor,
+        reason=reason,
+    )
     started = time.monotonic()
     try:
         outputs: dict = {}
@@ -281,6 +307,7 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
         wanted = run.desired(outputs)
         _refuse_unknown(run.env.name, wanted)
         if not wanted and not run.zenml.store_may_hold_registrations:
+            run.record_applied(rev, plan)
             return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
         actual = run.zenml.read()
         changes = plan_registrations(run.env.name, wanted, actual)
@@ -292,6 +319,7 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str) -> ApplyResult:
     except Exception as exc:
         ledger.record("finished", apply_id, result="failed", error=str(exc).splitlines()[0][:500])
         raise
+    run.record_applied(rev, plan)
     return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
 
 

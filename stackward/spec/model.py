@@ -45,6 +45,7 @@ class EnvironmentSettings:
     terraform_backend_config: dict[str, Any] = field(default_factory=dict)
     plan_credentials: dict[str, str] = field(default_factory=dict)  # name seen -> variable holding it
     apply_credentials: dict[str, str] = field(default_factory=dict)
+    state_url_env: str | None = None  # the NAME of the variable holding this environment's state URL
     raw: dict = field(default_factory=dict, compare=False)  # the spec as written
 
     @classmethod
@@ -67,6 +68,7 @@ class EnvironmentSettings:
             terraform_backend=_text(backend.get("type"), "local") or "local",
             terraform_backend_config=dict(_mapping(backend.get("config"))),
             plan_credentials=plan,
+            state_url_env=_text(_mapping(spec.get("state")).get("urlEnv")),
             apply_credentials=_names(credentials.get("apply")) if "apply" in credentials else plan,
             raw=spec,
         )
