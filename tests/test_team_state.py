@@ -123,7 +123,7 @@ class Team:
 
     def on(self, machine: str, *args: str, shared: bool = True) -> Result:
         """`stackward ARGS` on `machine` (its own state folder), with the shared state store."""
-        url = ()
+        url = ("--state-url", self.state_url) if shared else ()
         return run(*args, "--state-dir", str(self.machine(machine)), *url)
 
     def apply(self, machine: str, env: str, *args: str) -> Result:
