@@ -9,7 +9,7 @@ from action.context import Run
 from stackward.checks.validate import Report
 from stackward.github.comment_body import ApplyRow, apply_comment
 from stackward.output.github import annotation, stop_commands
-from stackward.plan.run import Reviewed
+from stackward.plan.refusals import Reviewed
 from stackward.spec.model import Environment
 
 

@@ -21,7 +21,8 @@ from stackward.errors import EnvironmentFailed, UsageError
 from stackward.output.plan_text import format_value
 from stackward.pipeline import Pipeline
 from stackward.plan.changes import Action, EnvironmentPlan
-from stackward.plan.run import ApplyRefused, Planned
+from stackward.plan.refusals import ApplyRefused
+from stackward.plan.run import Planned
 from stackward.plan.state import EnvironmentState, now
 from stackward.secrets import secret_values
 from stackward.spec.model import Environment

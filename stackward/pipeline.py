@@ -20,12 +20,11 @@ from stackward.diagnostics import Diagnostic
 from stackward.errors import EnvironmentFailed, SpecsInvalid, StackwardError, UsageError
 from stackward.plan.changes import EnvironmentPlan, Plan
 from stackward.plan.gates import check_durable_state, check_promotion, on_ephemeral_runner, upstream
+from stackward.plan.refusals import ApplyRefused, Reviewed
 from stackward.plan.run import (
-    ApplyRefused,
     ApplyResult,
     Planned,
     Progress,
-    Reviewed,
     Workspace,
     apply_environment,
     plan_environment,

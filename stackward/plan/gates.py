@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from stackward.plan.run import ApplyRefused
+from stackward.plan.refusals import ApplyRefused
 from stackward.spec.model import Environment
 from stackward.state import Applied, StateStore
 

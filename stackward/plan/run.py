@@ -4,14 +4,14 @@ Both hold the environment's lock for their whole length (a plan writes Terraform
 in the folder an apply runs from). Planning changes nothing. Applying plans again, refuses
 when the result differs from the reviewed plan, applies Terraform's saved plan, then makes
 the registration calls with the outputs Terraform produced (none while a value is still
-unknown), recording each step in the ledger. `stackward.pipeline` runs these over many
-environments; front-ends call the pipeline.
+unknown), recording each step in the ledger (in the state store, stackward.state). Why an
+apply refuses is in stackward.plan.refusals; `stackward.pipeline` runs these over many
+environments, and front-ends call the pipeline.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from stackward.errors import EnvironmentFailed
-from stackward.plan.changes import UNKNOWN, Action, Change, EnvironmentPlan, mask_values
+from stackward.plan.changes import Action, Change, EnvironmentPlan, mask_values
+from stackward.plan.refusals import ApplyRefused, Reviewed, refuse_if_moved, refuse_unknown, secrets_are_set
 from stackward.plan.state import EnvironmentState, now
 from stackward.secrets import Scrubber
 from stackward.spec.model import Environment, Repo
@@ -30,17 +30,13 @@ from stackward.state.local import LocalStore
 from stackward.terraform.executor import TerraformExecutor, TerraformPlan
 from stackward.zenml.diff import operations, plan_registrations
 from stackward.zenml.executor import StoreReader, ZenmlExecutor
-from stackward.zenml.registrations import Registration, desired
+from stackward.zenml.registrations import desired
 
 Progress = Callable[[str], None]
 
 
 def quiet(message: str) -> None:
     """Progress that is not shown."""
-
-
-class ApplyRefused(EnvironmentFailed):
-    """Applying would not do what was reviewed (stale plan, conflicts, denied by policy)."""
 
 
 @dataclass(frozen=True)
@@ -180,39 +176,6 @@ def plan_environment(env: Environment, workspace: Workspace) -> Planned:
         return run.plan()
 
 
-def stale_plan_message(reviewed: EnvironmentPlan, current: EnvironmentPlan) -> str:
-    """How the world or the specs moved since the plan was reviewed."""
-    before = {c.address: c for c in reviewed.changes if c.action is not Action.NO_OP}
-    after = {c.address: c for c in current.changes if c.action is not Action.NO_OP}
-    lines = []
-    for address in sorted(set(before) | set(after)):
-        old, new = before.get(address), after.get(address)
-        if old is None:
-            lines.append(f"  + now also: {new.action.value} {address}")
-        elif new is None:
-            lines.append(f"  - no longer: {old.action.value} {address}")
-        elif old != new:
-            lines.append(f"  ~ changed: {address} ({old.action.value} -> {new.action.value})")
-    return "\n".join(lines) or "  (the same changes, in a different order)"
-
-
-Reviewed = EnvironmentPlan | str | None  # the reviewed plan, only its hash, or nothing to hold to
-
-
-def _refuse_if_moved(name: str, plan: EnvironmentPlan, reviewed: Reviewed) -> None:
-    if isinstance(reviewed, EnvironmentPlan) and plan.digest() != reviewed.digest():
-        raise ApplyRefused(
-            f"{name}: the plan changed since it was reviewed, so nothing was applied:\n"
-            f"{stale_plan_message(reviewed, plan)}\n  hint: plan again and review the new plan"
-        )
-    if isinstance(reviewed, str) and plan.digest() != reviewed:
-        raise ApplyRefused(
-            f"{name}: the plan changed since it was reviewed (reviewed {reviewed[:12]}, "
-            f"now {plan.digest()[:12]}: the specs or the live state moved), so nothing was applied\n"
-            "  hint: plan again on a pull request and review the new plan"
-        )
-
-
 def apply_environment(
     env: Environment,
     workspace: Workspace,
@@ -238,45 +201,14 @@ def apply_environment(
             run.step("no changes")
             run.record_applied(rev, plan)  # converged with this revision: it counts as applied
             return ApplyResult(env.name, [])
-        _refuse_if_moved(env.name, plan, reviewed)
+        refuse_if_moved(env.name, plan, reviewed)
         if plan.conflicts:
             reasons = "\n".join(f"  ! {c.address}: {c.reason}" for c in plan.conflicts)
             raise ApplyRefused(f"{env.name}: nothing was applied:\n{reasons}")
-        _secrets_are_set(env, run.zenml)
+        secrets_are_set(env, run.zenml)
         if check is not None:
             check(planned)
         return _apply(run, plan, rev, reason)
-
-
-def _secrets_are_set(env: Environment, zenml: ZenmlExecutor) -> None:
-    """Every secret a connector references can be read, before anything changes."""
-    refs = [
-        (resource.name, key, ref)
-        for resource in env.resources
-        if resource.kind == "ServiceConnector"
-        for key, ref in (resource.spec.get("secrets") or {}).items()
-    ]
-    missing = sorted(
-        f"{ref['fromEnv']} (secret {key} of connector {name})"
-        for name, key, ref in refs
-        if "fromEnv" in ref and ref["fromEnv"] not in os.environ
-    )
-    if missing:
-        raise ApplyRefused(
-            f"{env.name}: nothing was applied: these environment variables are not set: {', '.join(missing)}"
-        )
-    zenml_refs = sorted(
-        {
-            (r["fromZenmlSecret"]["name"], r["fromZenmlSecret"]["key"])
-            for _, _, r in refs
-            if "fromZenmlSecret" in r
-        }
-    )
-    unresolved = zenml.missing_secrets(zenml_refs)
-    if unresolved:
-        raise ApplyRefused(
-            f"{env.name}: nothing was applied: these ZenML secrets do not exist or lack the key: {', '.join(unresolved)}"
-        )
 
 
 def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str) -> ApplyResult:
@@ -305,7 +237,7 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str) ->
             else:
                 outputs = run.terraform_plan.outputs
         wanted = run.desired(outputs)
-        _refuse_unknown(run.env.name, wanted)
+        refuse_unknown(run.env.name, wanted)
         if not wanted and not run.zenml.store_may_hold_registrations:
             run.record_applied(rev, plan)
             return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
@@ -321,18 +253,6 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str) ->
         raise
     run.record_applied(rev, plan)
     return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
-
-
-def _refuse_unknown(name: str, wanted: list[Registration]) -> None:
-    """No registration goes to ZenML with a value Terraform has not given (an output that is
-    null, or missing from the state, after Terraform applied)."""
-    unknown = [f"{r.kind} {r.name}" for r in wanted if r.unknown]
-    if unknown:
-        raise ApplyRefused(
-            f"{name}: nothing was registered in ZenML: after Terraform, {', '.join(unknown)} "
-            f"would still hold {UNKNOWN}\n"
-            "  hint: make sure the module outputs these use have a value after apply (not null)"
-        )
 
 
 def _finish(ledger: Ledger, apply_id: str, plan: EnvironmentPlan, started: float) -> list[Change]:

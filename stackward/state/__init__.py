@@ -10,12 +10,15 @@ selected by a URL). `open_store()` picks the one for an environment.
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 from stackward.errors import UsageError
+from stackward.plan.state import now
 from stackward.spec.model import Environment
 
 
@@ -58,6 +61,17 @@ class StateStore(Protocol):
     def set_applied(self, environment: str, applied: Applied) -> None: ...
 
     def applied(self, environment: str) -> Applied | None: ...
+
+
+def new_holder(command: str) -> dict:
+    """Who is about to hold an environment: a random id, this process, `command`, since now."""
+    return {
+        "id": uuid.uuid4().hex,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "since": now(),
+    }
 
 
 def open_store(url: str, state_root: Path) -> StateStore:

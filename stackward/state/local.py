@@ -8,13 +8,12 @@ import json
 import os
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from stackward.plan.state import EnvironmentState, LockError, now
-from stackward.state import Applied
+from stackward.plan.state import EnvironmentState, LockError
+from stackward.state import Applied, new_holder
 
 
 def _alive(pid: int) -> bool:
@@ -53,13 +52,7 @@ def file_lock(state: EnvironmentState, command: str, timeout: float) -> Iterator
     """Hold the environment; wait up to `timeout` seconds (the `lock_timeout` setting), then
     fail naming the holder."""
     state.ensure()
-    holder = {
-        "id": uuid.uuid4().hex,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "command": command,
-        "since": now(),
-    }
+    holder = new_holder(command)
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -21,11 +21,8 @@ Tables, created on first use by the migrations below (each applied once, recorde
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -36,8 +33,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from stackward.errors import CannotRun, UsageError
-from stackward.plan.state import LockError, now
-from stackward.state import Applied
+from stackward.plan.state import LockError
+from stackward.state import Applied, new_holder
 from stackward.state.local import describe
 
 MIGRATIONS = [
@@ -221,13 +218,7 @@ class PostgresStore:
     @contextmanager
     def _hold(self, environment: str, command: str, timeout: float) -> Iterator[dict]:
         self._ready()
-        holder = {
-            "id": uuid.uuid4().hex,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "command": command,
-            "since": now(),
-        }
+        holder = new_holder(command)
         key = lock_key(environment)
         conn = self._connect()  # held open for as long as the lock is
         held = False
