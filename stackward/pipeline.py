@@ -255,7 +255,7 @@ class Pipeline:
             return
         rev = revision(report.repo)
         if self.settings.skip_promotion_gate:
-            who = os.environ.get("GITHUB_ACTOR") or getpass.getuser()
+            who = os.environ.get("GITHUB_ACTOR") or _user()
             Ledger(store, env.name, self.scrub).record(
                 "promotion-gate-skipped", "", revision=rev, promoted_after=before.name, by=who
             )
@@ -310,6 +310,14 @@ def policy_findings(
     options.terraform_plans = {name: p.terraform_plan for name, p in planned.items() if p.terraform_plan}
     judged = [e for e in environments if e.name in planned]
     return check_policies(judged, report.repo, options).diagnostics
+
+
+def _user() -> str:
+    """Who runs this, for the ledger (a container may have no user name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def _where(diag: Diagnostic) -> str:
