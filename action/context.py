@@ -8,6 +8,7 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -53,7 +54,6 @@ class GitHubContext:
     server_url: str
     run_url: str
     step_summary: Path | None
-    output: Path | None
     temp: Path | None
 
     @classmethod
@@ -76,7 +76,6 @@ class GitHubContext:
             server_url=server,
             run_url=f"{server}/{repository}/actions/runs/{run_id}" if run_id else "",
             step_summary=Path(env["GITHUB_STEP_SUMMARY"]) if env.get("GITHUB_STEP_SUMMARY") else None,
-            output=Path(env["GITHUB_OUTPUT"]) if env.get("GITHUB_OUTPUT") else None,
             temp=Path(env["RUNNER_TEMP"]) if env.get("RUNNER_TEMP") else None,
         )
 
@@ -110,9 +109,11 @@ class Run:
     refused: dict[str, None] = field(default_factory=dict)  # writes GitHub refused, in order
     scrub: Scrubber = field(default_factory=Scrubber)  # what the run writes anywhere goes through it
 
-    @property
+    @cached_property
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.settings, scrub=self.scrub, actor="stackward (GitHub Action)")
+        """The one pipeline of this run (its scrubber is the run's)."""
+        actor = f"stackward (GitHub Action{', ' + self.ctx.run_url if self.ctx.run_url else ''})"
+        return Pipeline(self.settings, scrub=self.scrub, actor=actor)
 
     def say(self, text: str) -> None:
         click.echo(text)

@@ -34,8 +34,9 @@ def handle(run: Run) -> int:
     if mode == "apply":
         return deploy.apply(run, report, run.ctx.sha, None, dict.fromkeys(e.name for e in environments))
     outcome = run.pipeline.plan(report, environments)
-    run.write_plan(outcome.plan, report)
-    plans = outcome.plan.environments
+    plan = outcome.plan
+    run.write_plan(plan, report)
+    plans = plan.environments
     text = render_plans(plans)
     run.say(stop_commands(text))
     for diag in outcome.findings:

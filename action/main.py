@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import click
 
 from action import dispatch, pull_request, push
 from action.context import ActionSettings, GitHubContext, Run, default_outputs, write_outputs
-from stackward.errors import StackwardError, UsageError
+from stackward.errors import EXIT_FINDINGS, StackwardError, UsageError
 from stackward.github.client import GitHubClient
 from stackward.output.github import stop_commands
 from stackward.output.human import render_diagnostic
@@ -75,6 +76,9 @@ def command(**given: object) -> None:
             findings = [render_diagnostic(diag) for diag in getattr(exc, "findings", [])]
             click.echo(stop_commands("\n".join([*findings, f"stackward: {exc}"])), err=True)
             code = exc.exit_code
+        except Exception:  # a bug: its traceback, but through the scrubber too
+            traceback.print_exc()
+            code = EXIT_FINDINGS
         finally:
             write_outputs(
                 Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None, outputs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from reconciler.config import ServiceSettings
@@ -27,7 +28,7 @@ def _trouble(status: EnvironmentStatus) -> str:
 
 
 class Notifier:
-    def __init__(self, settings: ServiceSettings):
+    def __init__(self, settings: ServiceSettings, scrub: Callable[[str], str] = str):
         self.settings = settings
         token = os.environ.get(settings.github_token_env, "")
         self.client: GitHubClient | None = None
@@ -36,7 +37,11 @@ class Notifier:
             from stackward.github.client import GitHubClient
 
             self.client = GitHubClient(
-                token, settings.github_repository, settings.github_api_url, max_rate_limit_wait=60
+                token,
+                settings.github_repository,
+                settings.github_api_url,
+                max_rate_limit_wait=60,
+                scrub=scrub,  # issues and statuses hide secret values like the API does
             )
 
     def changed(self, before: EnvironmentStatus, after: EnvironmentStatus) -> None:

@@ -17,14 +17,13 @@ from reconciler.source import Source, SourceError
 from reconciler.status import EnvironmentStatus, Reason, Type
 from reconciler.store import Store
 from stackward.checks.validate import Report
-from stackward.errors import EnvironmentFailed, UsageError
+from stackward.errors import StackwardError, UsageError
 from stackward.output.plan_text import format_value
 from stackward.pipeline import Pipeline
 from stackward.plan.changes import Action, EnvironmentPlan
 from stackward.plan.refusals import ApplyRefused
 from stackward.plan.run import Planned
 from stackward.plan.state import EnvironmentState, now
-from stackward.secrets import secret_values
 from stackward.spec.model import Environment
 from stackward.state import Applied, StateStore
 from stackward.state.local import holder_is_stale, read_holder, release_file_lock
@@ -67,9 +66,13 @@ class Phases:
         if planned is None:
             return
         plan = planned.plan
-        store = pipeline.store(report, env)
+        try:
+            store = pipeline.store(report, env)
+            recorded = store.applied(env.name)  # whoever applied it: the Action, the CLI or this service
+        except StackwardError as exc:  # the state store cannot be read
+            self._fail(status, Reason.PLAN_FAILED, str(exc))
+            return
         self.stores[env.name] = store
-        recorded = store.applied(env.name)  # whoever applied it: the Action, the CLI or this service
         if recorded is not None:
             status.applied_revision = recorded.revision
         decision = decide(
@@ -127,7 +130,6 @@ class Phases:
         except UsageError as exc:
             self._fail(status, Reason.INVALID_SPECS, str(exc))
             return None
-        self.store.scrub.add(*secret_values(report.environments))
         if not report.ok:
             first = report.errors[0]
             where = f"{first.location.file}:{first.location.line}: " if first.location else ""
@@ -144,7 +146,7 @@ class Phases:
         self._release_stale_lock(EnvironmentState(state_root, env.name))
         try:
             planned = pipeline.plan_one(report, env)
-        except EnvironmentFailed as exc:
+        except StackwardError as exc:
             self._fail(status, Reason.PLAN_FAILED, str(exc))
             return None
         plan = planned.plan
@@ -172,7 +174,7 @@ class Phases:
         except ApplyRefused as exc:
             self._fail(status, Reason.APPLY_REFUSED, str(exc))
             return
-        except EnvironmentFailed as exc:
+        except StackwardError as exc:
             self._fail(status, Reason.APPLY_FAILED, str(exc))
             return
         status.failures = 0

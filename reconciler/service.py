@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
@@ -22,10 +23,12 @@ from reconciler.phases import Phases
 from reconciler.source import Source, SourceError
 from reconciler.status import EnvironmentStatus, Reason, Type
 from reconciler.store import Store
-from stackward.errors import UsageError
+from stackward.errors import StackwardError, UsageError
 from stackward.plan.state import now
+from stackward.secrets import TOKEN_VARIABLES
 from stackward.spec.discover import discover
-from stackward.state import StateStore, open_store
+from stackward.spec.resolve import Resolver
+from stackward.state import StateStore, open_store, state_url
 from stackward.state.ledger import Ledger
 from stackward.zenml.executor import StoreReader
 
@@ -50,7 +53,15 @@ class Reconciler(Phases):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.running = False
-        self.notifier = Notifier(settings)
+        # the service's one scrubber knows its own secrets from the start, the specs' as it reads them
+        store.scrub.add(
+            *(os.environ.get(name) for name in (*TOKEN_VARIABLES, settings.github_token_env)),
+            settings.api_token,
+            settings.webhook_secret,
+            settings.state_url,
+            settings.database_url,
+        )
+        self.notifier = Notifier(settings, store.scrub)
         self.reader = StoreReader()  # one zenml import for every environment's reads
         self.stores: dict[str, StateStore] = {}
 
@@ -83,9 +94,20 @@ class Reconciler(Phases):
     def history(self, name: str) -> list[dict]:
         """The environment's applies from the ledger, newest first, whoever applied them (the
         Action, the CLI or this service)."""
-        store = self.stores.get(name) or open_store(self.settings.state_url, self.settings.state_root(Path()))
+        store = self.stores.get(name) or self._store_for(name)
         applies = Ledger(store, name, self.store.scrub).applies()
         return [_history_entry(a) for a in reversed(applies)][: self.settings.history_size]
+
+    def _store_for(self, name: str) -> StateStore:
+        """`name`'s state store before its first pass: its spec's `state.urlEnv`, else the setting."""
+        url = self.settings.state_url
+        try:
+            repo, _ = discover(self.source.folder)
+            if name in repo.environments:
+                url = state_url(Resolver(repo).resolve(name), url)
+        except StackwardError:
+            pass  # not checked out yet, or the variable is missing: the setting's store
+        return open_store(url, self.settings.state_root(Path()))
 
     # -- scheduling --------------------------------------------------------------------------
     def request(self, name: str | None = None) -> None:

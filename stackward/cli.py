@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -80,6 +81,11 @@ class _Guarded(click.Command):
                 return super().invoke(ctx)
             except StackwardError as exc:
                 _fail(exc)
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except Exception:  # a bug: its traceback, but through the scrubber too
+                traceback.print_exc()
+                sys.exit(EXIT_FINDINGS)
 
 
 def _command(group: click.Group, name: str | None = None) -> Callable[[Callable], click.Command]:

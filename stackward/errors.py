@@ -18,7 +18,6 @@ Each specific error lives beside the code that raises it.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_CANNOT_RUN = 3

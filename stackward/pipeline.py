@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from stackward.checks.validate import Report, validate
 from stackward.diagnostics import Diagnostic
-from stackward.errors import EnvironmentFailed, SpecsInvalid, StackwardError, UsageError
+from stackward.errors import SpecsInvalid, StackwardError, UsageError
 from stackward.plan.changes import EnvironmentPlan, Plan
 from stackward.plan.gates import check_durable_state, check_promotion, on_ephemeral_runner, upstream
 from stackward.plan.refusals import ApplyRefused, Reviewed
@@ -71,7 +71,7 @@ class Applied:
 
     environment: str
     result: ApplyResult | None = None
-    error: EnvironmentFailed | None = None
+    error: StackwardError | None = None
 
     @property
     def skipped(self) -> bool:
@@ -168,7 +168,8 @@ class Pipeline:
         )
 
     def plan_one(self, report: Report, env: Environment) -> Planned:
-        """What applying `env` would change; EnvironmentFailed when it cannot be planned."""
+        """What applying `env` would change; a StackwardError (EnvironmentFailed, or its state
+        store's) when it cannot be planned."""
         return plan_environment(env, self.workspace(report))
 
     def plan(
@@ -192,7 +193,7 @@ class Pipeline:
                 continue
             try:
                 planned[env.name] = self.plan_one(report, env)
-            except EnvironmentFailed as exc:
+            except StackwardError as exc:  # this environment's (its store, Terraform, ZenML, lock)
                 planned[env.name] = Planned(EnvironmentPlan(env.name, error=str(exc)))
         options = self.policy_options(base_ref=policies_ref, pull_request=pull_request)
         return PlanOutcome(report, planned, policy_findings(environments, report, planned, options))
@@ -295,7 +296,7 @@ class Pipeline:
                 result = self.apply_one(
                     report, env, reviewed=reviewed.get(env.name), on_plan=on_plan, policies_ref=policies_ref
                 )
-            except EnvironmentFailed as exc:
+            except StackwardError as exc:  # this environment's (its store, Terraform, ZenML, lock)
                 failed = True
                 yield Applied(env.name, error=exc)
                 continue

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from stackward.errors import UsageError
 
@@ -44,6 +44,13 @@ class Settings(BaseModel):
     opa_token: SecretStr | None = None
     opa_preloaded: bool = False  # the OPA server already has the policies: upload nothing
     cache_dir: Path = Field(default_factory=default_cache_dir)  # the ZenML catalog cache
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """The state folder as an absolute path: Terraform runs in a folder below it and must
+        find the same files as this process."""
+        return value.resolve() if value is not None else None
 
     @classmethod
     def load(cls, file: Path | None = None, **given: Any) -> Self:

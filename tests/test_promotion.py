@@ -168,7 +168,11 @@ def test_the_reconciler_honours_what_the_action_applied(world, tmp_path: Path):
         status = reconciler.run_pass("local")  # the merge the Action applied: nothing to do
         assert status.condition(Type.READY).reason is Reason.UP_TO_DATE, status.to_dict()
         (applied,) = reconciler.history("local")
-        assert applied["result"] == "applied" and applied["by"] == "stackward (GitHub Action)"
+        assert applied["result"] == "applied"
+        assert (
+            applied["by"]
+            == "stackward (GitHub Action, https://github.com/Codertocat/Hello-World/actions/runs/42)"
+        )
         assert applied["revision"] == merge
         zenml_run(world.state, "local", LABEL_EDIT)  # then someone edits the live stack by hand
         status = reconciler.run_pass("local")

@@ -30,7 +30,6 @@ from stackward.errors import CannotRun
 from stackward.github.comment import CommentState, parse
 
 T = TypeVar("T")
-MAX_COMMENT_CHARS = 65_536
 
 
 @dataclass

@@ -26,7 +26,6 @@ from stackward.secrets import Scrubber
 from stackward.spec.model import Environment, Repo
 from stackward.state import Applied, StateStore
 from stackward.state.ledger import Ledger
-from stackward.state.local import LocalStore
 from stackward.terraform.executor import TerraformExecutor, TerraformPlan
 from stackward.zenml.diff import operations, plan_registrations
 from stackward.zenml.executor import StoreReader, ZenmlExecutor
@@ -47,15 +46,15 @@ class Workspace:
     state_root: Path
     lock_timeout: float
     resource_types: dict[str, tuple[str, ...]]  # connector type -> its resource types (the catalog)
+    stores: Callable[[Environment], StateStore]  # where each environment's records live
     progress: Progress = quiet
     scrub: Scrubber = field(default_factory=Scrubber)  # secret values never enter a plan or the ledger
     reader: StoreReader | None = None  # a long-running caller's shared reader of embedded stores
-    stores: Callable[[Environment], StateStore] | None = None  # default: files in state_root
     actor: str = "stackward"  # who applies, for the ledger: the CLI, the Action or the reconciler
 
     def store(self, env: Environment) -> StateStore:
         """Where `env`'s lock, ledger and applied revision live."""
-        return self.stores(env) if self.stores is not None else LocalStore(self.state_root)
+        return self.stores(env)
 
 
 @dataclass
@@ -231,7 +230,10 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str) ->
             terraform_changes = [c for c in run.terraform_plan.changes if c.action is not Action.NO_OP]
             if terraform_changes:
                 run.step(f"terraform apply ({len(terraform_changes)} changes)")
-                outputs = run.terraform.apply()
+                outputs, sensitive = run.terraform.apply()
+                run.workspace.scrub.add(  # values only known now: hidden from every message from here on
+                    *(v if isinstance(v, str) else json.dumps(v) for v in sensitive)
+                )
                 for change in terraform_changes:
                     ledger.record("step", apply_id, change=f"{change.action.value} {change.address}")
             else:

@@ -114,15 +114,16 @@ class TerraformExecutor:
         raw = json.loads(self._run(tf, "show", "tfplan", json=IsFlagged))
         return read_plan(raw, self._outputs_index)
 
-    def apply(self) -> Outputs:
-        """Apply the saved plan (exactly what was planned), then read the outputs."""
+    def apply(self) -> tuple[Outputs, list[Any]]:
+        """Apply the saved plan (exactly what was planned), then read the outputs: module ->
+        output -> value, and the values of those Terraform marks sensitive."""
         tf = self._terraform()
         self._run(tf, "apply", "tfplan", input=False, lock_timeout=f"{self.lock_timeout:.0f}s")
         return self.outputs(tf)
 
-    def outputs(self, tf: Terraform | None = None) -> Outputs:
-        """Module -> output -> value from the state, for the outputs of the root module
-        rendered last (none before a render)."""
+    def outputs(self, tf: Terraform | None = None) -> tuple[Outputs, list[Any]]:
+        """As for apply(): from the state, for the outputs of the root module rendered last
+        (none before a render)."""
         tf = tf or self._terraform()
         return read_outputs(json.loads(self._run(tf, "output", json=IsFlagged) or "{}"), self._outputs_index)
 

@@ -69,14 +69,18 @@ def read_plan(raw: dict, outputs_index: OutputsIndex) -> TerraformPlan:
     return TerraformPlan(changes, outputs, sensitive, raw)
 
 
-def read_outputs(values: dict, outputs_index: OutputsIndex) -> Outputs:
-    """Module -> output -> value from `terraform output -json`; `outputs_index` is the rendered root's."""
+def read_outputs(values: dict, outputs_index: OutputsIndex) -> tuple[Outputs, list[Any]]:
+    """Module -> output -> value from `terraform output -json` (`outputs_index` is the rendered
+    root's), and the values of the outputs Terraform marks sensitive."""
     outputs: Outputs = {}
+    sensitive: list[Any] = []
     for index, (module, output) in enumerate(outputs_index):
         name = output_name(index)
         if name in values:
             outputs.setdefault(module, {})[output] = values[name]["value"]
-    return outputs
+            if values[name].get("sensitive"):
+                sensitive.append(values[name]["value"])
+    return outputs, sensitive
 
 
 def _mask(value: Any, sensitive: Any, unknown: Any) -> Any:

@@ -240,8 +240,8 @@ class ZenmlExecutor:
         self.reader = reader
         self._worker: _JsonLinesProcess | None = None
         # a server's client writes its API key and tokens into its configuration folder: keep
-        # that in a temporary folder, removed with the worker, never in the state folder
-        self._home = None if self.embedded else tempfile.TemporaryDirectory(prefix="stackward-zenml-")
+        # that in a temporary folder (made with the worker, removed with it), never in the state folder
+        self._home: tempfile.TemporaryDirectory | None = None
 
     @property
     def embedded(self) -> bool:
@@ -266,6 +266,8 @@ class ZenmlExecutor:
         without registrations needs none)."""
         if self._worker is None:
             self.state.ensure()
+            if not self.embedded:
+                self._home = tempfile.TemporaryDirectory(prefix="stackward-zenml-")
             config = Path(self._home.name) if self._home is not None else self.state.zenml_config
             environment = worker_environment(self.env, config, self.phase)
             self._worker = _JsonLinesProcess([], environment, self.env.name)

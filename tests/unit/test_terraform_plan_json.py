@@ -260,8 +260,10 @@ def test_terraform_output_values_are_read_per_module_with_sensitive_values_intac
         "stackward_0003": {"sensitive": False, "type": ["list", "string"], "value": ["10.0.0.0/24"]},
         "stackward_0009": {"sensitive": False, "type": "string", "value": "not ours"},
     }
-    assert read_outputs(values, INDEX) == {
+    outputs, sensitive = read_outputs(values, INDEX)
+    assert outputs == {
         "base": {"bucket": "acme-artifacts", "password": "s3cr3t"},  # registrations need the real value
         "net": {"cidrs": ["10.0.0.0/24"]},
     }
-    assert read_outputs({}, INDEX) == {}
+    assert sensitive == ["s3cr3t"]  # and the scrubber learns it
+    assert read_outputs({}, INDEX) == ({}, [])
