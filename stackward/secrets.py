@@ -98,10 +98,9 @@ def secret_variables(environments: Iterable[Environment]) -> list[str]:
         names.append(env.settings.zenml_api_key_env)
         names += [*env.settings.plan_credentials.values(), *env.settings.apply_credentials.values()]
         names.append(env.settings.state_url_env)
-        for connector in env.of_kind("ServiceConnector").values():
-            for ref in (connector.spec.get("secrets") or {}).values():
-                if isinstance(ref, dict) and isinstance(ref.get("fromEnv"), str):
-                    names.append(ref["fromEnv"])
+        names += [
+            ref["fromEnv"] for _, _, ref in env.connector_secrets() if isinstance(ref.get("fromEnv"), str)
+        ]
     return [name for name in dict.fromkeys(names) if name]
 
 

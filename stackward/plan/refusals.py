@@ -51,12 +51,7 @@ def refuse_if_moved(name: str, plan: EnvironmentPlan, reviewed: Reviewed) -> Non
 
 def secrets_are_set(env: Environment, zenml: ZenmlExecutor) -> None:
     """Every secret a connector references can be read, before anything changes."""
-    refs = [
-        (resource.name, key, ref)
-        for resource in env.resources
-        if resource.kind == "ServiceConnector"
-        for key, ref in (resource.spec.get("secrets") or {}).items()
-    ]
+    refs = env.connector_secrets()
     missing = sorted(
         f"{ref['fromEnv']} (secret {key} of connector {name})"
         for name, key, ref in refs

@@ -33,7 +33,6 @@ class EnvironmentSettings:
     """An Environment document's `spec`, typed. Parsing never fails: a value of the wrong shape
     gets its default, and schema validation reports it."""
 
-    bases: tuple[str, ...] | None = None  # None: the default base (_base) when it exists
     labels: dict[str, str] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     promotion_after: str | None = None  # the environment this one is promoted from
@@ -53,11 +52,9 @@ class EnvironmentSettings:
         spec = _mapping(spec)
         zenml = _mapping(spec.get("zenml"))
         backend = _mapping(_mapping(spec.get("terraform")).get("backend"))
-        bases = spec.get("bases")
         credentials = _mapping(spec.get("credentials"))
         plan = _names(credentials.get("plan"))
         return cls(
-            bases=tuple(b for b in bases if isinstance(b, str)) if isinstance(bases, list) else None,
             labels={k: v for k, v in _mapping(spec.get("labels")).items() if isinstance(v, str)},
             variables=_mapping(spec.get("variables")),
             promotion_after=_text(_mapping(spec.get("promotion")).get("after")),
@@ -137,6 +134,15 @@ class Environment:
     def of_kind(self, kind: str) -> dict[str, Resource]:
         """Resources of one kind by name."""
         return self._by_kind.get(kind, {})
+
+    def connector_secrets(self) -> list[tuple[str, str, dict]]:
+        """(connector, key, reference) for every secret the connectors reference."""
+        return [
+            (connector.name, key, ref)
+            for connector in self.of_kind("ServiceConnector").values()
+            for key, ref in (connector.spec.get("secrets") or {}).items()
+            if isinstance(ref, dict)
+        ]
 
 
 @dataclass

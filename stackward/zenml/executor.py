@@ -56,11 +56,10 @@ def worker_environment(env: Environment, config_path: Path, phase: str) -> dict[
         base.update(ZENML_STORE_URL=settings.zenml_url or "", ZENML_STORE_API_KEY=key)
     base.update(credentials(env, phase))
     if phase == "apply":
-        for connector in env.of_kind("ServiceConnector").values():
-            for ref in (connector.spec.get("secrets") or {}).values():
-                name = ref.get("fromEnv") if isinstance(ref, dict) else None
-                if isinstance(name, str) and name in os.environ:
-                    base[name] = os.environ[name]
+        for _, _, ref in env.connector_secrets():
+            name = ref.get("fromEnv")
+            if isinstance(name, str) and name in os.environ:
+                base[name] = os.environ[name]
     return base
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackward.plan.changes import UNKNOWN
+from stackward.spec.interpolation import INFRA_REFERENCE
 from stackward.spec.model import Environment
 
 MANAGED_BY = "stackward.managed-by"
@@ -22,7 +23,6 @@ ENVIRONMENT = "stackward.environment"
 SPEC_HASH = "stackward.spec-hash"
 OWNERSHIP = (MANAGED_BY, ENVIRONMENT, SPEC_HASH)
 KINDS = ("ServiceConnector", "StackComponent", "Stack")
-_INFRA = re.compile(r"\$\{infra\.([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Registration:
 def _substitute(value: Any, outputs: dict[str, dict[str, Any]]) -> tuple[Any, bool]:
     """Fill ${infra.X.Y} from Terraform outputs; (value, still unknown)."""
     if isinstance(value, str):
-        whole = _INFRA.fullmatch(value)
+        whole = INFRA_REFERENCE.fullmatch(value)
         if whole:
             known = outputs.get(whole.group(1), {})
             return (known[whole.group(2)], False) if whole.group(2) in known else (UNKNOWN, True)
@@ -67,7 +67,7 @@ def _substitute(value: Any, outputs: dict[str, dict[str, Any]]) -> tuple[Any, bo
             unknown = True
             return UNKNOWN
 
-        return _INFRA.sub(fill, value), unknown
+        return INFRA_REFERENCE.sub(fill, value), unknown
     if isinstance(value, dict):
         items = {k: _substitute(v, outputs) for k, v in value.items()}
         return {k: v for k, (v, _) in items.items()}, any(u for _, u in items.values())
