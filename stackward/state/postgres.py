@@ -151,7 +151,11 @@ class PostgresStore:
         reason = str(exc).strip() or type(exc).__name__
         if self._password:
             reason = reason.replace(self._password, "***")
-        return StateStoreError(f"the state store ({self.description}) {doing}: {reason}")
+        return StateStoreError(
+            f"the state store ({self.description}) {doing}: {reason}\n"
+            "  hint: check that PostgreSQL runs there and the state URL (state_url, STACKWARD_STATE_URL, "
+            "or the variable named by the environment's state.urlEnv) is right"
+        )
 
     def _connect(self) -> psycopg.Connection:
         try:
