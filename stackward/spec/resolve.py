@@ -251,7 +251,7 @@ def _shape_problems(doc: Document) -> list[Diagnostic]:
                 ("metadata",),
             )
         ]
-    if doc.kind not in ("ServiceConnector", "StackComponent", "Stack", "Infrastructure"):
+    if doc.kind not in ("ServiceConnector", "StackComponent", "Stack", "Secret", "Infrastructure"):
         return validate_document(doc.data, doc.positions)
     return []
 

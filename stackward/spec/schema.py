@@ -19,7 +19,7 @@ from stackward.spec.loader import SourceMap
 
 API_VERSION = "stackward.dev/v1alpha1"
 _MAX_SUGGEST_OPTIONS = 300
-KINDS = ("Environment", "ServiceConnector", "StackComponent", "Stack", "Infrastructure")
+KINDS = ("Environment", "ServiceConnector", "StackComponent", "Stack", "Secret", "Infrastructure")
 _SCHEMA_TYPES = {
     "object": "a mapping",
     "array": "a list",
