@@ -148,6 +148,13 @@ def _policy_options(command: Callable) -> Callable:
 
 def _state_options(command: Callable) -> Callable:
     command = click.option(
+        "--verify-connectors",
+        is_flag=True,
+        default=None,
+        help="Verify every service connector with ZenML at plan time (needs cloud access); a failure "
+        "blocks the apply [STACKWARD_VERIFY_CONNECTORS]. Per connector: spec.verify: true.",
+    )(command)
+    command = click.option(
         "--allow-ephemeral-state",
         is_flag=True,
         default=None,

@@ -165,6 +165,7 @@ class Pipeline:
             scrub=self.scrub,
             stores=lambda env: self.store(report, env),
             actor=self.actor,
+            verify_connectors=self.settings.verify_connectors,
         )
 
     def plan_one(self, report: Report, env: Environment) -> Planned:

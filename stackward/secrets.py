@@ -91,16 +91,14 @@ class Scrubber:
 
 def secret_variables(environments: Iterable[Environment]) -> list[str]:
     """The variables whose values are secrets: those the specs reference for ZenML API keys,
-    connector secrets, credentials and state URLs, and the tokens stackward and GitHub Actions
+    connector and Secret values, credentials and state URLs, and the tokens stackward and GitHub Actions
     hold."""
     names: list[str | None] = [*TOKEN_VARIABLES, "STACKWARD_OPA_TOKEN", "STACKWARD_STATE_URL"]
     for env in environments:
         names.append(env.settings.zenml_api_key_env)
         names += [*env.settings.plan_credentials.values(), *env.settings.apply_credentials.values()]
         names.append(env.settings.state_url_env)
-        names += [
-            ref["fromEnv"] for _, _, ref in env.connector_secrets() if isinstance(ref.get("fromEnv"), str)
-        ]
+        names += env.secret_variables()
     return [name for name in dict.fromkeys(names) if name]
 
 

@@ -36,6 +36,7 @@ class Settings(BaseModel):
     state_url: str = ""  # locks, ledger, applied revisions in PostgreSQL; empty: files in state_dir
     skip_promotion_gate: bool = False  # apply although the environment promoted from has not (recorded)
     allow_ephemeral_state: bool = False  # apply on a CI runner with state in files the job loses (demos)
+    verify_connectors: bool = False  # ZenML's own verification of every connector at plan (cloud access)
     lock_timeout: float = 300.0  # seconds to wait for an environment held by another run
     policies: Path | None = None  # default: policies/ at the repository root
     policy_gate: bool = True  # False turns the policy gate off explicitly; no policies: an error

@@ -179,6 +179,15 @@ def _sections(outcome: PullRequestOutcome, level: _Level, title: str, closed: bo
         if e.error
     ]
     out.append(md.listed(errors, t.LIST_MORE, level.where))
+    warnings = [
+        t.PLAN_WARNING.substitute(
+            env=_name(e.name), warning=md.inline(md.shorten(" ".join(w.split()), TEXT_LIMIT))
+        )
+        for e in outcome.environments
+        if e.plan is not None
+        for w in e.plan.warnings
+    ]
+    out.append(md.listed(warnings, t.LIST_MORE, level.where))
     destroyed = [(e.name, c) for e in outcome.environments if e.plan for c in e.plan.destructive]
     if destroyed:
         items = [

@@ -14,6 +14,7 @@ DESTROY_WARNING = Template(
 DESTROY_ITEM = Template(">  - $env: $action $address$reason")
 DESTROY_MORE = Template(">  - … and $count more in $where")
 PLAN_ERROR = Template("- ❌ **$env** could not be planned: $error")
+PLAN_WARNING = Template("- ⚠️ **$env**: $warning")
 FINDINGS_HEAD = "#### Validation and policy"
 FINDING = Template("- $icon $where **$code**: $message$hint")
 LIST_MORE = Template("- … and $count more in $where")

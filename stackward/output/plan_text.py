@@ -39,6 +39,7 @@ def diff_lines(plan: EnvironmentPlan, limit: int) -> list[str]:
         if change.action is Action.NO_OP:
             continue
         why = f": {shorten(one_line(change.reason), limit)}" if change.reason else ""
+        why += "".join(f" ({shorten(one_line(n), limit)})" for n in change.notes)
         address = shorten(one_line(change.address), limit)
         lines.append(f"{_DIFF_SIGNS.get(change.action, '#')} {address}  # {change.action.value}{why}")
         for f in change.fields:
@@ -63,6 +64,7 @@ def render_change(change: Change) -> list[str]:
     ]
     if change.reason:
         lines.append(f"      because {one_line(change.reason)}")
+    lines += [f"      note: {one_line(note)}" for note in change.notes]
     for field in change.fields:
         path = one_line(field.path)
         if change.action is Action.CREATE:
@@ -95,6 +97,7 @@ def render_environment(plan: EnvironmentPlan) -> str:
         lines.extend(render_change(change))
     if not plan.has_changes:
         lines.append("  no changes")
+    lines += [click.style(f"  warning: {one_line(w)}", fg="yellow") for w in plan.warnings]
     return "\n".join(lines)
 
 

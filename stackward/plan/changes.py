@@ -57,11 +57,21 @@ class Change:
     action: Action
     fields: tuple[FieldChange, ...] = ()
     reason: str = ""
+    # what the reader should know that does not make the change (e.g. which pipelines' runs a
+    # stack keeps): shown, but not part of what was reviewed, so it may move without a refusal
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["action"] = self.action.value
         data["fields"] = [asdict(f) for f in self.fields]
+        data["notes"] = list(self.notes)
+        return data
+
+    def reviewed(self) -> dict:
+        """What identifies the change in a plan's hash (its notes left out)."""
+        data = self.to_dict()
+        del data["notes"]
         return data
 
     @classmethod
@@ -75,6 +85,7 @@ class Change:
             Action(data["action"]),
             fields,
             data.get("reason", ""),
+            tuple(str(n) for n in data.get("notes", ())),
         )
 
 
@@ -85,6 +96,7 @@ class EnvironmentPlan:
     environment: str
     changes: list[Change] = field(default_factory=list)
     error: str = ""
+    warnings: list[str] = field(default_factory=list)  # shown with the plan; not part of its hash
 
     def counts(self) -> dict[Action, int]:
         out = {action: 0 for action in Action}
@@ -112,14 +124,25 @@ class EnvironmentPlan:
         )
 
     def content(self) -> dict:
-        """What identifies this plan: the changes, in order (no timestamps, no raw plan)."""
+        """What identifies this plan: the changes, in order (no timestamps, no raw plan, no notes)."""
         return {
             "environment": self.environment,
-            "changes": [c.to_dict() for c in self.changes if c.action is not Action.NO_OP],
+            "changes": [c.reviewed() for c in self.changes if c.action is not Action.NO_OP],
         }
 
     def digest(self) -> str:
         return _digest(self.content())
+
+    def to_dict(self) -> dict:
+        """The plan as a plan file holds it: its content with notes, hash, summary, error, warnings."""
+        return {
+            **self.content(),
+            "changes": [c.to_dict() for c in self.changes if c.action is not Action.NO_OP],
+            "hash": self.digest(),
+            "summary": self.summary(),
+            "error": self.error,
+            "warnings": list(self.warnings),
+        }
 
 
 def _digest(content: Any) -> str:
@@ -143,10 +166,7 @@ class Plan:
             "format": PLAN_FORMAT,
             "revision": self.revision,
             "hash": self.digest,
-            "environments": [
-                {**e.content(), "hash": e.digest(), "summary": e.summary(), "error": e.error}
-                for e in self.environments
-            ],
+            "environments": [e.to_dict() for e in self.environments],
         }
         return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
@@ -177,7 +197,8 @@ def _environment_plan(data: dict) -> EnvironmentPlan:
     if not isinstance(data["environment"], str):
         raise TypeError("an environment's name is text")
     changes = [Change.from_dict(c) for c in data["changes"]]
-    return EnvironmentPlan(data["environment"], changes, data.get("error", ""))
+    warnings = [str(w) for w in data.get("warnings", [])]
+    return EnvironmentPlan(data["environment"], changes, data.get("error", ""), warnings)
 
 
 def diff_fields(
@@ -231,6 +252,7 @@ def mask_values(changes: list[Change], secrets: list[str]) -> list[Change]:
                 FieldChange(f.path, _masked(f.before, secrets), _masked(f.after, secrets)) for f in c.fields
             ),
             c.reason,
+            c.notes,
         )
         for c in changes
     ]

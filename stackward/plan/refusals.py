@@ -1,5 +1,5 @@
 """Why an apply refuses before anything changes: the plan moved since it was reviewed, a
-secret it needs is missing, or a value would reach ZenML still unknown."""
+secret value's variable is not set, or a value would reach ZenML still unknown."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 from stackward.errors import EnvironmentFailed
 from stackward.plan.changes import UNKNOWN, Action, EnvironmentPlan
 from stackward.spec.model import Environment
-from stackward.zenml.executor import ZenmlExecutor
 from stackward.zenml.registrations import Registration
 
 Reviewed = EnvironmentPlan | str | None  # the reviewed plan, only its hash, or nothing to hold to
@@ -49,36 +48,24 @@ def refuse_if_moved(name: str, plan: EnvironmentPlan, reviewed: Reviewed) -> Non
         )
 
 
-def secrets_are_set(env: Environment, zenml: ZenmlExecutor) -> None:
-    """Every secret a connector references can be read, before anything changes."""
-    refs = env.connector_secrets()
+def secrets_are_set(env: Environment) -> None:
+    """Every environment variable a secret value comes from is set, before anything changes
+    (the ZenML secrets the specs use were checked by the plan, stackward.plan.preflight)."""
     missing = sorted(
-        f"{ref['fromEnv']} (secret {key} of connector {name})"
-        for name, key, ref in refs
+        f"{ref['fromEnv']} (secret {key} of {resource.kind} {resource.name})"
+        for resource, key, ref in env.secret_references()
         if "fromEnv" in ref and ref["fromEnv"] not in os.environ
     )
     if missing:
         raise ApplyRefused(
             f"{env.name}: nothing was applied: these environment variables are not set: {', '.join(missing)}"
         )
-    zenml_refs = sorted(
-        {
-            (r["fromZenmlSecret"]["name"], r["fromZenmlSecret"]["key"])
-            for _, _, r in refs
-            if "fromZenmlSecret" in r
-        }
-    )
-    unresolved = zenml.missing_secrets(zenml_refs)
-    if unresolved:
-        raise ApplyRefused(
-            f"{env.name}: nothing was applied: these ZenML secrets do not exist or lack the key: {', '.join(unresolved)}"
-        )
 
 
 def refuse_unknown(name: str, wanted: list[Registration]) -> None:
     """No registration goes to ZenML with a value Terraform has not given (an output that is
     null, or missing from the state, after Terraform applied)."""
-    unknown = [f"{r.kind} {r.name}" for r in wanted if r.unknown]
+    unknown = [f"{r.kind} {r.name}" for r in wanted if r.unknown or r.unknown_secrets]
     if unknown:
         raise ApplyRefused(
             f"{name}: nothing was registered in ZenML: after Terraform, {', '.join(unknown)} "

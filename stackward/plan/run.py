@@ -20,6 +20,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stackward.plan.changes import Action, Change, EnvironmentPlan, mask_values
+from stackward.plan.preflight import (
+    compared_items,
+    not_compared,
+    require_secrets,
+    verify_connectors,
+    with_history,
+)
 from stackward.plan.refusals import ApplyRefused, Reviewed, refuse_if_moved, refuse_unknown, secrets_are_set
 from stackward.plan.state import EnvironmentState, now
 from stackward.secrets import Scrubber
@@ -29,7 +36,7 @@ from stackward.state.ledger import Ledger
 from stackward.terraform.executor import TerraformExecutor, TerraformPlan
 from stackward.zenml.diff import operations, plan_registrations
 from stackward.zenml.executor import StoreReader, ZenmlExecutor
-from stackward.zenml.registrations import desired
+from stackward.zenml.registrations import Registration, desired
 
 Progress = Callable[[str], None]
 
@@ -51,6 +58,7 @@ class Workspace:
     scrub: Scrubber = field(default_factory=Scrubber)  # secret values never enter a plan or the ledger
     reader: StoreReader | None = None  # a long-running caller's shared reader of embedded stores
     actor: str = "stackward"  # who applies, for the ledger: the CLI, the Action or the reconciler
+    verify_connectors: bool = False  # ZenML's verification of every connector at plan (cloud access)
 
     def store(self, env: Environment) -> StateStore:
         """Where `env`'s lock, ledger and applied revision live."""
@@ -138,17 +146,18 @@ class EnvironmentRun:
             changes += self.terraform_plan.changes
             outputs, raw = self.terraform_plan.outputs, self.terraform_plan.raw
         wanted = self.desired(outputs)
+        warnings: list[str] = []
         if wanted or self.zenml.store_may_hold_registrations:
-            self.step("reading ZenML registrations")
-            registrations = plan_registrations(self.env.name, wanted, self.zenml.read())
             hidden = [
                 json.dumps(v) if not isinstance(v, str) else v
                 for m, o in (self.terraform_plan.sensitive if self.terraform_plan else ())
                 for v in [outputs.get(m, {}).get(o)]
                 if v is not None
             ]
+            hidden += [v for r in wanted for v in r.secret_values.values()]  # every `fromInfra` value
+            self.workspace.scrub.add(*hidden)  # hidden in every message and file from here on
+            registrations, warnings = self.plan_registrations(wanted)
             changes += mask_values(registrations, hidden)  # sensitive Terraform outputs stay hidden
-            self.workspace.scrub.add(*hidden)  # and in every message and file from here on
         scrub = self.workspace.scrub
         changes = [
             replace(
@@ -159,7 +168,19 @@ class EnvironmentRun:
             )
             for c in changes
         ]
-        return Planned(EnvironmentPlan(self.env.name, changes), raw)
+        warnings = [scrub(w) for w in warnings]
+        return Planned(EnvironmentPlan(self.env.name, changes, warnings=warnings), raw)
+
+    def plan_registrations(self, wanted: list[Registration]) -> tuple[list[Change], list[str]]:
+        """The registration changes, after the store checks (stackward.plan.preflight), and
+        the plan's warnings."""
+        self.step("reading ZenML registrations")
+        actual = self.zenml.read()
+        require_secrets(self.env, self.zenml)
+        status = self.zenml.compare_secrets(compared_items(self.env.name, wanted, actual))
+        warnings = verify_connectors(self.env, wanted, self.zenml, self.workspace.verify_connectors)
+        changes = plan_registrations(self.env.name, wanted, actual, status)
+        return with_history(changes, actual, self.zenml), [*not_compared(status), *warnings]
 
 
 def plan_environment(env: Environment, workspace: Workspace) -> Planned:
@@ -204,7 +225,7 @@ def apply_environment(
         if plan.conflicts:
             reasons = "\n".join(f"  ! {c.address}: {c.reason}" for c in plan.conflicts)
             raise ApplyRefused(f"{env.name}: nothing was applied:\n{reasons}")
-        secrets_are_set(env, run.zenml)
+        secrets_are_set(env)
         if check is not None:
             check(planned)
         return _apply(run, plan, rev, reason)
@@ -243,8 +264,10 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str) ->
         if not wanted and not run.zenml.store_may_hold_registrations:
             run.record_applied(rev, plan)
             return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
+        run.workspace.scrub.add(*(v for r in wanted for v in r.secret_values.values()))
         actual = run.zenml.read()
-        changes = plan_registrations(run.env.name, wanted, actual)
+        status = run.zenml.compare_secrets(compared_items(run.env.name, wanted, actual))
+        changes = plan_registrations(run.env.name, wanted, actual, status)
         ops = operations(changes, wanted, actual, run.env.name)
         run.step(f"ZenML registrations ({len(ops)} calls)")
         run.zenml.apply(

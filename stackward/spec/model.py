@@ -135,14 +135,20 @@ class Environment:
         """Resources of one kind by name."""
         return self._by_kind.get(kind, {})
 
-    def connector_secrets(self) -> list[tuple[str, str, dict]]:
-        """(connector, key, reference) for every secret the connectors reference."""
-        return [
-            (connector.name, key, ref)
-            for connector in self.of_kind("ServiceConnector").values()
-            for key, ref in (connector.spec.get("secrets") or {}).items()
-            if isinstance(ref, dict)
-        ]
+    def secret_references(self) -> list[tuple[Resource, str, dict]]:
+        """(resource, key, reference) for every secret value the environment's connectors
+        (`spec.secrets`) and Secrets (`spec.values`) reference."""
+        out = []
+        for resource in self.resources:
+            if resource.kind in ("ServiceConnector", "Secret"):
+                refs = resource.spec.get("secrets" if resource.kind == "ServiceConnector" else "values")
+                out += [(resource, k, r) for k, r in (refs or {}).items() if isinstance(r, dict)]
+        return out
+
+    def secret_variables(self) -> list[str]:
+        """The names of the environment variables its secret values come from."""
+        names = (ref.get("fromEnv") for _, _, ref in self.secret_references())
+        return list(dict.fromkeys(n for n in names if isinstance(n, str)))
 
 
 @dataclass

@@ -1,34 +1,48 @@
 """The changes between desired and actual ZenML registrations, and the calls that make them.
 
 Pure functions, no I/O: `plan_registrations()` from desired and actual (touching only what
-the environment owns, with the follow-on replaces ZenML forces), `operations()` turning the
+the environment owns, with the follow-on changes ZenML forces), `operations()` turning the
 changes into the ordered calls the ZenML executor makes.
+
+A replaced component keeps its stacks: the new component is created under a temporary name,
+the stacks are updated to it in place, and only then is the old one deleted and the new one
+renamed. Deleting a stack would unlink its pipeline runs, snapshots and builds in ZenML.
 """
 
 from __future__ import annotations
 
-from stackward.plan.changes import SENSITIVE, Action, Change, FieldChange, diff_fields
+from stackward.plan.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange, diff_fields
 from stackward.zenml.registrations import KINDS, OWNERSHIP, SPEC_HASH, Registration
+
+ROTATED = "(sensitive, changed)"
+RECREATED = "(re-created)"  # how a stack's or component's plan shows a dependency made again
+REPLACING_SUFFIX = "-stackward-replacing"  # the temporary name of a component's replacement
+SecretStatus = dict[
+    tuple[str, str], dict[str, str]
+]  # (kind, name) -> key -> "changed" | "same" | why not compared
+
+
+def _secret_prefix(reg: Registration) -> str:
+    return "values" if reg.kind == "Secret" else "secrets"
 
 
 def _comparable(reg: Registration) -> dict:
-    """Fields a plan compares: secrets are compared through the spec hash only."""
+    """Fields a plan compares: secret values are compared by the worker (see SecretStatus),
+    and secrets have no labels in ZenML."""
     fields = dict(reg.fields)
     config = fields.get("configuration")
     if isinstance(config, dict):
         fields["configuration"] = {k: v for k, v in config.items() if k not in reg.secret_keys}
-    fields["labels"] = dict(reg.labels)
+    if reg.kind != "Secret":
+        fields["labels"] = {k: v for k, v in reg.labels.items() if k != SPEC_HASH}
     return fields
 
 
 def _replace_reason(kind: str, want: Registration, have: Registration) -> str:
     if kind == "ServiceConnector" and want.fields["type"] != have.fields["type"]:
         return f"connector type changes from {have.fields['type']} to {want.fields['type']} (ZenML cannot change it in place)"
-    if kind == "StackComponent":
-        if want.fields["type"] != have.fields["type"]:
-            return f"component type changes from {have.fields['type']} to {want.fields['type']}"
-        if want.fields["flavor"] != have.fields["flavor"]:
-            return f"flavor changes from {have.fields['flavor']} to {want.fields['flavor']} (ZenML cannot change it in place)"
+    if kind == "StackComponent" and want.fields["flavor"] != have.fields["flavor"]:
+        return f"flavor changes from {have.fields['flavor']} to {want.fields['flavor']} (ZenML cannot change it in place)"
     return ""
 
 
@@ -41,49 +55,71 @@ def key_of(reg: Registration) -> tuple[str, ...]:
     return (reg.kind, reg.name, reg.type) if reg.kind == "StackComponent" else (reg.kind, reg.name)
 
 
-def plan_registrations(env_name: str, wanted: list[Registration], actual: list[Registration]) -> list[Change]:
-    """Changes that make the store match the specs, touching only what stackward owns."""
+def _secret_changes(want: Registration, have: Registration, status: dict[str, str]) -> list[FieldChange]:
+    """Secret values that change: rotated (compared in memory by the worker), known only after
+    Terraform applies, added or removed. Never a value."""
+    prefix = _secret_prefix(want)
+    held = set(have.secret_keys) if want.kind == "ServiceConnector" else set(have.fields.get("keys", ()))
+    out = []
+    for key in sorted(want.secrets):
+        path = f"{prefix}.{key}"
+        if key not in held:
+            if want.kind == "ServiceConnector":  # a Secret's new keys show in its `keys`
+                out.append(FieldChange(path, None, UNKNOWN if key in want.unknown_secrets else SENSITIVE))
+        elif key in want.unknown_secrets:
+            out.append(FieldChange(path, SENSITIVE, UNKNOWN))
+        elif status.get(key) == "changed":
+            out.append(FieldChange(path, SENSITIVE, ROTATED))
+    if want.kind == "ServiceConnector":
+        out += [FieldChange(f"{prefix}.{k}", SENSITIVE, None) for k in sorted(held - set(want.secrets))]
+    return out
+
+
+def _conflict(want: Registration, current: Registration) -> Change:
+    owner = (
+        f"environment {current.owner}" if current.owner else "no one (registered by hand, or ZenML's default)"
+    )
+    return Change(
+        "zenml",
+        want.kind,
+        want.name,
+        _address(want.kind, want.name),
+        Action.CONFLICT,
+        reason=f"a {want.kind} named {want.name!r} already exists and belongs to {owner}; "
+        "stackward never changes what it does not own: rename yours, or delete or relabel the existing one",
+    )
+
+
+def plan_registrations(
+    env_name: str,
+    wanted: list[Registration],
+    actual: list[Registration],
+    secret_status: SecretStatus | None = None,
+) -> list[Change]:
+    """Changes that make the store match the specs, touching only what stackward owns.
+    `secret_status` says which secret values the worker found rotated."""
+    secret_status = secret_status or {}
     have = {key_of(r): r for r in actual}
     changes: list[Change] = []
     for want in wanted:
-        key = key_of(want)
-        current = have.get(key)
+        current = have.get(key_of(want))
         address = _address(want.kind, want.name)
         if current is None:
             after = _comparable(want)
-            after["labels"] = {k: v for k, v in after["labels"].items() if k not in OWNERSHIP}
-            fields = diff_fields({}, after)
+            if "labels" in after:
+                after["labels"] = {k: v for k, v in after["labels"].items() if k not in OWNERSHIP}
+            fields = diff_fields({}, {k: v for k, v in after.items() if v not in (None, {}, [], "")})
             if want.secrets:
-                fields.append(FieldChange("secrets", None, {k: SENSITIVE for k in want.secrets}))
+                shown = {k: UNKNOWN if k in want.unknown_secrets else SENSITIVE for k in want.secrets}
+                fields.append(FieldChange(_secret_prefix(want), None, shown))
             changes.append(Change("zenml", want.kind, want.name, address, Action.CREATE, tuple(fields)))
             continue
         if current.owner != env_name:
-            owner = (
-                f"environment {current.owner}"
-                if current.owner
-                else "no one (registered by hand, or ZenML's default)"
-            )
-            changes.append(
-                Change(
-                    "zenml",
-                    want.kind,
-                    want.name,
-                    address,
-                    Action.CONFLICT,
-                    reason=f"a {want.kind} named {want.name!r} already exists and belongs to {owner}; "
-                    "stackward never changes what it does not own: rename yours, or delete or relabel the existing one",
-                )
-            )
+            changes.append(_conflict(want, current))
             continue
         reason = _replace_reason(want.kind, want, current)
         fields = diff_fields(_comparable(current), _comparable(want))
-        if (
-            want.labels.get(SPEC_HASH) != current.labels.get(SPEC_HASH)
-            and want.secrets
-            and not any(f.path.startswith("configuration") or f.path == "auth_method" for f in fields)
-        ):
-            fields.append(FieldChange("secrets", SENSITIVE, SENSITIVE))
-        fields = [f for f in fields if f.path != f"labels.{SPEC_HASH}"]
+        fields += _secret_changes(want, current, secret_status.get((want.kind, want.name), {}))
         if reason:
             changes.append(
                 Change("zenml", want.kind, want.name, address, Action.REPLACE, tuple(fields), reason)
@@ -111,10 +147,11 @@ def plan_registrations(env_name: str, wanted: list[Registration], actual: list[R
 def _cascade(
     changes: list[Change], wanted: list[Registration], actual: list[Registration], env_name: str
 ) -> list[Change]:
-    """Follow-on changes ZenML forces: a stack that uses (now, or after the change) a component
-    being deleted or replaced is replaced too (ZenML will not delete a component a stack uses);
-    a component using a replaced connector is reconnected. A stack stackward does not own that
-    uses such a component makes the change a conflict: nothing of the environment is applied."""
+    """Follow-on changes ZenML forces. A stack of the environment that uses a replaced
+    component is updated in place to point at the new one (its id, and so its pipelines'
+    history, stays); a component using a replaced connector is reconnected. A stack stackward
+    does not own that uses a component being deleted or replaced makes that change a conflict:
+    nothing of the environment is applied."""
     going = {
         c.name for c in changes if c.kind == "StackComponent" and c.action in (Action.DELETE, Action.REPLACE)
     }
@@ -152,21 +189,20 @@ def _cascade(
                 "move that stack off it first",
             )
         elif change.kind == "Stack" and change.action in (Action.NO_OP, Action.UPDATE) and target is not None:
-            now_used = (
-                set(stacks[change.name].fields["components"].values()) if change.name in stacks else set()
-            )
-            used = sorted(
-                (now_used & going) | (set(target.fields["components"].values()) & replaced_components)
-            )
-            if used:
+            recreated = [
+                FieldChange(f"components.{slot}", name, f"{name} {RECREATED}")
+                for slot, name in sorted(target.fields["components"].items())
+                if name in replaced_components
+            ]
+            if recreated:
                 change = Change(
                     change.layer,
                     change.kind,
                     change.name,
                     change.address,
-                    Action.REPLACE,
-                    change.fields,
-                    f"its component {', '.join(used)} is deleted or replaced",
+                    Action.UPDATE,
+                    (*change.fields, *recreated),
+                    "updated in place to its re-created components (it keeps its id and its pipeline runs)",
                 )
         elif (
             change.kind == "StackComponent"
@@ -174,7 +210,7 @@ def _cascade(
             and change.action in (Action.NO_OP, Action.UPDATE)
         ) and target.fields.get("connector") in replaced_connectors:
             reconnect = FieldChange(
-                "connector", target.fields["connector"], f"{target.fields['connector']} (re-created)"
+                "connector", target.fields["connector"], f"{target.fields['connector']} {RECREATED}"
             )
             change = Change(
                 change.layer,
@@ -188,61 +224,65 @@ def _cascade(
     return out
 
 
+def _build_op(change: Change, reg: Registration) -> dict:
+    return {
+        "op": "update" if change.action is Action.UPDATE else "create",
+        "kind": reg.kind,
+        "name": reg.name,
+        "address": change.address,
+        "type": reg.type,
+        "fields": reg.fields,
+        "labels": reg.labels,
+        "secrets": reg.secrets,
+        "values": reg.secret_values,  # Terraform outputs behind `fromInfra`: for the worker only
+        "replacing": change.action is Action.REPLACE and reg.kind == "StackComponent",
+    }
+
+
 def operations(
     changes: list[Change], wanted: list[Registration], actual: list[Registration], env_name: str
 ) -> list[dict]:
-    """Changes as ordered executor calls: tear down stacks -> components -> connectors,
-    then build connectors -> components -> stacks."""
+    """Changes as ordered executor calls.
+
+    Build first: secrets, then connectors (a replaced connector's components are disconnected
+    and the old one deleted before the new one is made), components (a replaced component's
+    replacement under a temporary name) and stacks. Then tear down what goes: stacks,
+    components (and the old version of each replaced one, whose replacement then takes its
+    name), connectors and secrets, so nothing is deleted while something still uses it."""
     want = {(w.kind, w.name): w for w in wanted}
     owned = {(r.kind, r.name): r for r in actual if r.owner == env_name}
+    by_kind = {kind: [c for c in changes if c.kind == kind] for kind in KINDS}
     ops: list[dict] = []
-    teardown = [c for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
-    reconnect = {
-        c.name
-        for c in changes
-        if c.kind == "StackComponent"
-        and c.action is Action.UPDATE
-        and any(f.path == "connector" for f in c.fields)
-    }
-    for kind in reversed(KINDS):
+
+    def delete(change: Change) -> dict:
+        current = owned.get((change.kind, change.name))
+        return {
+            "op": "delete",
+            "kind": change.kind,
+            "name": change.name,
+            "address": change.address,
+            "type": current.type if current else "",
+        }
+
+    replaced_connectors = {c.name for c in by_kind["ServiceConnector"] if c.action is Action.REPLACE}
+    reconnect = sorted(  # components still on a connector that is about to be deleted and made again
+        (r.name, r.type)
+        for r in owned.values()
+        if r.kind == "StackComponent" and r.fields.get("connector") in replaced_connectors
+    )
+    for kind in KINDS:
         if kind == "ServiceConnector":
             ops += [
-                {
-                    "op": "disconnect",
-                    "kind": "StackComponent",
-                    "name": name,
-                    "type": want[("StackComponent", name)].type,
-                }
-                for name in sorted(reconnect)
+                {"op": "disconnect", "kind": "StackComponent", "name": n, "type": t} for n, t in reconnect
             ]
-        for c in teardown:
-            if c.kind == kind:
-                current = owned.get((c.kind, c.name))
-                ops.append(
-                    {
-                        "op": "delete",
-                        "kind": c.kind,
-                        "name": c.name,
-                        "address": c.address,
-                        "type": current.type if current else "",
-                    }
-                )
-    for kind in KINDS:
-        for change in changes:
-            if change.kind != kind or change.action not in (Action.CREATE, Action.REPLACE, Action.UPDATE):
-                continue
-            reg = want[(change.kind, change.name)]
-            op = "update" if change.action is Action.UPDATE else "create"
-            ops.append(
-                {
-                    "op": op,
-                    "kind": kind,
-                    "name": reg.name,
-                    "address": change.address,
-                    "type": reg.type,
-                    "fields": reg.fields,
-                    "labels": reg.labels,
-                    "secrets": reg.secrets,
-                }
-            )
+            ops += [delete(c) for c in by_kind[kind] if c.action is Action.REPLACE]
+        for change in by_kind[kind]:
+            if change.action in (Action.CREATE, Action.REPLACE, Action.UPDATE):
+                ops.append(_build_op(change, want[(change.kind, change.name)]))
+    for kind in reversed(KINDS):
+        for change in by_kind[kind]:
+            if change.action is Action.DELETE:
+                ops.append(delete(change))
+            elif change.action is Action.REPLACE and kind == "StackComponent":
+                ops.append({**delete(change), "op": "finish_replace"})
     return ops

@@ -43,7 +43,8 @@ def _base_environment(config_path: Path) -> dict[str, str]:
 
 def worker_environment(env: Environment, config_path: Path, phase: str) -> dict[str, str]:
     """The worker's environment: this environment's store, the credentials declared for the
-    phase, and when applying the variables its connectors' secrets come from. Nothing else."""
+    phase, and the variables its secret values come from (a plan compares them with the live
+    values in memory; an apply writes them). Nothing else."""
     base = _base_environment(config_path)
     settings = env.settings
     if not settings.embedded:
@@ -55,11 +56,7 @@ def worker_environment(env: Environment, config_path: Path, phase: str) -> dict[
             )
         base.update(ZENML_STORE_URL=settings.zenml_url or "", ZENML_STORE_API_KEY=key)
     base.update(credentials(env, phase))
-    if phase == "apply":
-        for _, _, ref in env.connector_secrets():
-            name = ref.get("fromEnv")
-            if isinstance(name, str) and name in os.environ:
-                base[name] = os.environ[name]
+    base.update({name: os.environ[name] for name in env.secret_variables() if name in os.environ})
     return base
 
 
@@ -296,11 +293,38 @@ class ZenmlExecutor:
             else:
                 return
 
-    def missing_secrets(self, refs: list[tuple[str, str]]) -> list[str]:
-        """Which ZenML secret references (`name.key`) cannot be resolved."""
+    def _ask(self, request: dict, what: str) -> dict[str, Any]:
+        reply = self._request(request).receive()
+        if "error" in reply:
+            raise ZenmlError(f"{self.env.name}: {what} failed: {reply['error']}")
+        return reply
+
+    def missing_secrets(self, refs: list[tuple[str, str | None]]) -> list[str]:
+        """Which ZenML secret references (`name.key`, or `name` for a key of None) the store
+        cannot resolve."""
         if not refs:
             return []
-        reply = self._request({"op": "missing_secrets", "refs": [list(r) for r in refs]}).receive()
-        if "error" in reply:
-            raise ZenmlError(f"{self.env.name}: checking ZenML secrets failed: {reply['error']}")
-        return reply["missing"]
+        return self._ask(
+            {"op": "missing_secrets", "refs": [list(r) for r in refs]}, "checking ZenML secrets"
+        )["missing"]
+
+    def compare_secrets(self, items: list[dict]) -> dict[tuple[str, str], dict[str, str]]:
+        """(kind, name) -> key -> "changed", "same" or why it was not compared: the live secret
+        values against the desired ones, compared inside the worker."""
+        if not items:
+            return {}
+        reply = self._ask({"op": "compare", "items": items}, "comparing secret values")
+        return {(kind, name): status for kind, name, status in reply["status"]}
+
+    def verify(self, connectors: list[dict]) -> list[dict]:
+        """ZenML's verification of connectors: [{name, error}] or [{name, warning, message}]."""
+        if not connectors:
+            return []
+        request = {"op": "verify", "connectors": connectors, "embedded": self.embedded}
+        return self._ask(request, "verifying service connectors")["results"]
+
+    def pipelines(self, stack_ids: list[str]) -> dict[str, list[str]]:
+        """Stack id -> the pipelines with runs on it."""
+        if not stack_ids:
+            return {}
+        return self._ask({"op": "pipelines", "stacks": stack_ids}, "reading pipeline runs")["pipelines"]

@@ -12,7 +12,8 @@ import sqlite3
 from typing import Any, TextIO
 from urllib.request import pathname2url
 
-from stackward.zenml.worker import read_registrations, send_line
+from stackward.zenml.reading import read_registrations
+from stackward.zenml.worker import send_line
 
 
 class Unavailable(Exception):

@@ -8,7 +8,13 @@ on stdin; replies are JSON lines on the original stdout (anything ZenML prints g
 Requests:
     {"op": "read"}                   -> {"registrations": [...]}
     {"op": "apply", "ops": [...]}    -> {"done": address} per call, then {"ok": true} or {"error": ...}
-    {"op": "missing_secrets", "refs": [[name, key], ...]} -> {"missing": [...]}
+    {"op": "compare", "items": [...]}  -> {"status": [[kind, name, {key: "changed"|"same"|why}], ...]}
+    {"op": "missing_secrets", "refs": [[name, key or null], ...]} -> {"missing": [...]}
+    {"op": "verify", "connectors": [...], "embedded": bool} -> {"results": [{name, error|warning}]}
+    {"op": "pipelines", "stacks": [id, ...]} -> {"pipelines": {id: [pipeline names]}}
+
+Secret values reach the worker only as references (it reads environment variables itself) or,
+for Terraform outputs, inside a request; no reply ever holds one.
 
 With `--reader` the process instead serves read requests for many embedded stores, each opened
 by its database file (a long-running service reads every environment this way, paying for the
@@ -24,99 +30,15 @@ import os
 import sys
 from typing import Any, TextIO
 
-from pydantic import SecretStr
-
-
-def _plain(value: Any) -> Any:
-    return value.get_secret_value() if isinstance(value, SecretStr) else value
+from stackward.zenml.checking import StoreChecks, desired_value
+from stackward.zenml.diff import REPLACING_SUFFIX
+from stackward.zenml.reading import pipelines_on, read_registrations
+from stackward.zenml.registrations import ENVIRONMENT, ownership_record
 
 
 def _key(kind: str, name: str, type_: str) -> tuple:
     """ZenML component names are unique per component type only."""
     return (kind, name, type_) if kind == "StackComponent" else (kind, name)
-
-
-def _all(list_method: Any, filter_class: Any) -> list:
-    """Every item of a store list method, page by page, hydrated (labels and configuration)."""
-    from zenml.utils.pagination_utils import depaginate
-
-    return depaginate(lambda page=1: list_method(filter_class(page=page, size=1000), hydrate=True))
-
-
-def _secret_keys(connector: Any, config: dict) -> frozenset[str]:
-    """The secret configuration keys of a connector's auth method (the catalog's definition);
-    every key of `config` when neither this zenml nor the store knows the auth method.
-
-    Secret values are not marked in what a store returns: a ZenML server's REST answers carry
-    every value as a plain string, and a server without a connector type's libraries keeps that
-    type's secrets in its plain configuration."""
-    from stackward.zenml.catalog import auth_method_secret_fields
-
-    connector_type = connector.connector_type  # ZenML fills in the type's model where it knows it
-    method = (
-        None
-        if isinstance(connector_type, str)
-        else connector_type.auth_method_dict.get(connector.auth_method)
-    )
-    return frozenset(config) if method is None else frozenset(auth_method_secret_fields(method.config_schema))
-
-
-def read_registrations(store: Any) -> list[dict]:
-    """Every connector, component and stack in a ZenML store, with its id. A connector's secret
-    values are never read back: its `configuration` leaves out its auth method's secret keys
-    (all of them when its auth method is unknown), and `secret_keys` names those it holds."""
-    from zenml.models import ComponentFilter, ServiceConnectorFilter, StackFilter
-
-    out = []
-    for c in _all(store.list_service_connectors, ServiceConnectorFilter):
-        config = c.configuration or {}
-        secret = _secret_keys(c, config)
-        out.append(
-            {
-                "kind": "ServiceConnector",
-                "name": c.name,
-                "id": str(c.id),
-                "fields": {
-                    "type": getattr(c.connector_type, "connector_type", c.connector_type),
-                    "auth_method": c.auth_method,
-                    "resource_type": None if c.is_multi_type else c.resource_types[0],
-                    "resource_id": c.resource_id,
-                    "configuration": {k: v for k, v in config.items() if k not in secret},
-                },
-                "secret_keys": sorted(k for k in config if k in secret),
-                "labels": dict(c.labels or {}),
-            }
-        )
-    connectors = {c["id"]: c["name"] for c in out}
-    for c in _all(store.list_stack_components, ComponentFilter):
-        out.append(
-            {
-                "kind": "StackComponent",
-                "name": c.name,
-                "id": str(c.id),
-                "fields": {
-                    "type": c.type.value,
-                    "flavor": c.flavor_name,
-                    "configuration": {k: _plain(v) for k, v in (c.configuration or {}).items()},
-                    "connector": connectors.get(str(c.connector.id)) if c.connector else None,
-                    "connector_resource_id": c.connector_resource_id,
-                },
-                "labels": dict(c.labels or {}),
-            }
-        )
-    for s in _all(store.list_stacks, StackFilter):
-        out.append(
-            {
-                "kind": "Stack",
-                "name": s.name,
-                "id": str(s.id),
-                "fields": {
-                    "components": {t.value: comps[0].name for t, comps in s.components.items() if comps}
-                },
-                "labels": dict(s.labels or {}),
-            }
-        )
-    return out
 
 
 class Worker:
@@ -126,58 +48,173 @@ class Worker:
 
         self.out = out
         self.client = Client()
+        self.checks = StoreChecks(self.client)
         self.types = StackComponentType
-        self.ids: dict[tuple[str, str], Any] = {}
-        self.current: dict[tuple[str, str], dict] = {}
+        self.ids: dict[tuple, Any] = {}
+        self.current: dict[tuple, dict] = {}
+        self.replaced: dict[tuple, Any] = {}  # a replaced component's key -> the old one's id
 
     def send(self, message: dict) -> None:
         send_line(self.out, message)
 
     def read(self) -> list[dict]:
-        """Every connector, component and stack in the store, with its id."""
+        """Every secret, connector, component and stack in the store, with its id."""
         out = read_registrations(self.client.zen_store)
         self.ids = {_key(r["kind"], r["name"], r["fields"].get("type", "")): r["id"] for r in out}
         self.current = {_key(r["kind"], r["name"], r["fields"].get("type", "")): r for r in out}
         return out
 
-    def _secret(self, ref: dict, key: str, name: str) -> str:
-        if "fromEnv" in ref:
-            value = os.environ.get(ref["fromEnv"])
-            if value is None:
-                raise RuntimeError(
-                    f"environment variable {ref['fromEnv']} (secret {key} of connector {name}) is not set"
-                )
-            return value
-        source = ref["fromZenmlSecret"]
-        secret = self.client.get_secret(source["name"], allow_partial_name_match=False)
-        if source["key"] not in secret.secret_values:
-            raise RuntimeError(
-                f"ZenML secret {source['name']} has no key {source['key']} (for connector {name})"
-            )
-        return secret.secret_values[source["key"]]
-
-    def missing_secrets(self, refs: list[list[str]]) -> list[str]:
-        """`name.key` of each ZenML secret reference that cannot be resolved."""
-        missing = []
-        for name, key in refs:
-            try:
-                secret = self.client.get_secret(name, allow_partial_name_match=False)
-            except KeyError:
-                missing.append(f"{name}.{key}")
-                continue
-            if key not in secret.secret_values:
-                missing.append(f"{name}.{key}")
-        return missing
+    def _values(self, op: dict) -> dict[str, str]:
+        """The secret values of a connector or Secret op, read here (never sent back)."""
+        return {
+            k: desired_value(self.client, ref, op.get("values", {}), k) for k, ref in op["secrets"].items()
+        }
 
     def _labels(self, key: tuple, labels: dict) -> dict:
         """Desired labels, with None for labels to remove (ZenML merges labels on update)."""
         old = self.current.get(key, {}).get("labels", {})
         return {**{k: None for k in old if k not in labels}, **labels}
 
-    def apply(self, op: dict) -> None:
-        kind, name = op["kind"], op["name"]
-        key = _key(kind, name, op.get("type", ""))
+    def _old(self, key: tuple, field: str) -> Any:
+        return self.current.get(key, {}).get("fields", {}).get(field)
+
+    def _record(self, env: str, name: str, owned: bool) -> None:
+        """Add or remove `name` in the environment's ownership record of secrets."""
+        record = ownership_record(env)
+        try:
+            self.client.get_secret(record, allow_partial_name_match=False)
+        except KeyError:
+            if owned:
+                self.client.create_secret(record, {name: "owned"})
+            return
+        if owned:
+            self.client.update_secret(record, add_or_update_values={name: "owned"})
+        else:
+            self.client.update_secret(record, remove_values=[name])
+
+    def _secret_change(self, op: dict, key: tuple) -> None:
+        name = op["name"]
         if op["op"] == "delete":
+            self.client.delete_secret(self.ids[key])
+            self._record(self.current[key]["labels"][ENVIRONMENT], name, owned=False)
+            return
+        values, private = self._values(op), op["fields"]["private"]
+        if op["op"] == "create":
+            self._record(
+                op["labels"][ENVIRONMENT], name, owned=True
+            )  # first: a secret made but not recorded would be a conflict
+            model = self.client.create_secret(name, values, private=private)
+        else:
+            gone = [k for k in self._old(key, "keys") or [] if k not in values]
+            model = self.client.update_secret(
+                self.ids[key],
+                update_private=private,
+                add_or_update_values=values,
+                remove_values=gone or None,
+            )
+        self.ids[key] = model.id
+
+    def _connector(self, op: dict, key: tuple) -> None:
+        fields = op["fields"]
+        config = {**fields["configuration"], **self._values(op)}
+        common = dict(
+            auth_method=fields["auth_method"],
+            resource_type=fields["resource_type"],
+            configuration=config,
+            resource_id=fields["resource_id"],
+            description=fields["description"],
+            expiration_seconds=fields["expiration_seconds"],
+            verify=False,
+            list_resources=False,
+        )
+        if op["op"] == "create":
+            model, _ = self.client.create_service_connector(
+                name=op["name"], connector_type=fields["type"], labels=op["labels"], **common
+            )
+        else:
+            model, _ = self.client.update_service_connector(
+                self.ids[key], labels=self._labels(key, op["labels"]), **common
+            )
+        self.ids[key] = model.id
+
+    def _component(self, op: dict, key: tuple) -> None:
+        fields, name = op["fields"], op["name"]
+        comp_type = self.types(fields["type"])
+        connector = fields.get("connector")
+        if op["op"] == "create":
+            if op.get("replacing"):  # the old one stays until its stacks point at this one
+                self.replaced[key] = self.ids[key]
+                name += REPLACING_SUFFIX
+            model = self.client.create_stack_component(
+                name,
+                fields["flavor"],
+                comp_type,
+                fields["configuration"],
+                labels=op["labels"],
+                secrets=fields["secrets"] or None,
+                environment=fields["environment"],
+            )
+        else:
+            old = self._old(key, "configuration") or {}
+            config = {**{k: None for k in old if k not in fields["configuration"]}, **fields["configuration"]}
+            had = set(self._old(key, "secrets") or [])
+            model = self.client.update_stack_component(
+                self.ids[key],
+                comp_type,
+                configuration=config,
+                labels=self._labels(key, op["labels"]),
+                disconnect=True if connector is None and self._old(key, "connector") else None,
+                environment=fields["environment"],
+                add_secrets=sorted(set(fields["secrets"]) - had) or None,
+                remove_secrets=sorted(had - set(fields["secrets"])) or None,
+            )
+        if connector:
+            model = self.client.update_stack_component(
+                model.id,
+                comp_type,
+                connector_id=self.ids[("ServiceConnector", connector)],
+                connector_resource_id=fields.get("connector_resource_id"),
+            )
+        self.ids[key] = model.id
+
+    def _stack(self, op: dict, key: tuple) -> None:
+        fields = op["fields"]
+        components = {
+            self.types(t): [self.ids[_key("StackComponent", c, t)]] for t, c in fields["components"].items()
+        }
+        if op["op"] == "create":
+            model = self.client.create_stack(
+                op["name"], components=components, labels=op["labels"], secrets=fields["secrets"] or None
+            )
+            had = set(fields["secrets"])
+        else:
+            for slot in self._old(key, "components") or {}:
+                if slot not in fields["components"]:
+                    components[self.types(slot)] = []
+            model = self.client.update_stack(
+                self.ids[key], component_updates=components, labels=self._labels(key, op["labels"])
+            )
+            had = set(self._old(key, "secrets") or [])
+        model = self.client.update_stack(  # description and environment are not taken on create
+            model.id,
+            description=fields["description"],
+            environment=fields["environment"],
+            add_secrets=sorted(set(fields["secrets"]) - had) or None,
+            remove_secrets=sorted(had - set(fields["secrets"])) or None,
+        )
+        self.ids[key] = model.id
+
+    def apply(self, op: dict) -> None:
+        kind = op["kind"]
+        key = _key(kind, op["name"], op.get("type", ""))
+        if op["op"] == "disconnect":
+            self.client.update_stack_component(self.ids[key], self.types(op["type"]), disconnect=True)
+        elif op["op"] == "finish_replace":  # its stacks use the new one now: drop the old, rename the new
+            self.client.delete_stack_component(self.replaced.pop(key), self.types(op["type"]))
+            self.client.update_stack_component(self.ids[key], self.types(op["type"]), name=op["name"])
+        elif kind == "Secret":
+            self._secret_change(op, key)
+        elif op["op"] == "delete":
             if kind == "Stack":
                 self.client.delete_stack(self.ids[key])
             elif kind == "StackComponent":
@@ -186,77 +223,42 @@ class Worker:
                 self.client.delete_service_connector(self.ids[key])
             self.ids.pop(key, None)
             self.current.pop(key, None)
-            return
-        if op["op"] == "disconnect":
-            self.client.update_stack_component(self.ids[key], self.types(op["type"]), disconnect=True)
-            return
-        fields, labels = op["fields"], op["labels"]
-        if kind == "ServiceConnector":
-            config = dict(fields["configuration"])
-            config.update({k: self._secret(ref, k, name) for k, ref in op["secrets"].items()})
-            common = dict(
-                auth_method=fields["auth_method"],
-                resource_type=fields["resource_type"],
-                configuration=config,
-                resource_id=fields["resource_id"],
-                verify=False,
-                list_resources=False,
-            )
-            if op["op"] == "create":
-                model, _ = self.client.create_service_connector(
-                    name=name, connector_type=fields["type"], labels=labels, **common
-                )
-            else:
-                model, _ = self.client.update_service_connector(
-                    self.ids[key], labels=self._labels(key, labels), **common
-                )
-            self.ids[key] = model.id
+        elif kind == "ServiceConnector":
+            self._connector(op, key)
         elif kind == "StackComponent":
-            comp_type = self.types(fields["type"])
-            connector = fields.get("connector")
-            if op["op"] == "create":
-                model = self.client.create_stack_component(
-                    name, fields["flavor"], comp_type, fields["configuration"], labels=labels
-                )
-            else:
-                old = self.current.get(key, {}).get("fields", {}).get("configuration", {})
-                config = {
-                    **{k: None for k in old if k not in fields["configuration"]},
-                    **fields["configuration"],
-                }
-                model = self.client.update_stack_component(
-                    self.ids[key],
-                    comp_type,
-                    configuration=config,
-                    labels=self._labels(key, labels),
-                    disconnect=True
-                    if connector is None and self.current.get(key, {}).get("fields", {}).get("connector")
-                    else None,
-                )
-            if connector:
-                model = self.client.update_stack_component(
-                    model.id,
-                    comp_type,
-                    connector_id=self.ids[("ServiceConnector", connector)],
-                    connector_resource_id=fields.get("connector_resource_id"),
-                )
-            self.ids[key] = model.id
+            self._component(op, key)
         else:
-            components = {
-                self.types(t): [self.ids[_key("StackComponent", c, t)]]
-                for t, c in fields["components"].items()
-            }
-            if op["op"] == "create":
-                model = self.client.create_stack(name, components=components, labels=labels)
-            else:
-                old = self.current.get(key, {}).get("fields", {}).get("components", {})
-                for slot in old:
-                    if slot not in fields["components"]:
-                        components[self.types(slot)] = []
-                model = self.client.update_stack(
-                    self.ids[key], component_updates=components, labels=self._labels(key, labels)
-                )
-            self.ids[key] = model.id
+            self._stack(op, key)
+
+    def handle(self, request: dict) -> None:
+        """Answer one request of the protocol."""
+        op = request["op"]
+        if op == "read":
+            self.send({"registrations": self.read()})
+        elif op == "compare":
+            self.send({"status": self.checks.compare(request["items"])})
+        elif op == "missing_secrets":
+            self.send({"missing": self.checks.missing(request["refs"])})
+        elif op == "verify":
+            self.send({"results": self.checks.verify(request["connectors"], request["embedded"])})
+        elif op == "pipelines":
+            store = self.client.zen_store
+            self.send({"pipelines": {i: pipelines_on(store, i) for i in request["stacks"]}})
+        elif op == "apply":
+            self.read()
+            for change in request["ops"]:
+                try:
+                    self.apply(change)
+                except Exception as exc:
+                    self.send(
+                        {
+                            "error": f"{change['op']} {change['kind']} {change['name']}: {exc}",
+                            "address": change.get("address"),
+                        }
+                    )
+                    return
+                self.send({"done": change.get("address"), "op": change["op"]})
+            self.send({"ok": True})
 
 
 def send_line(out: TextIO, message: dict) -> None:
@@ -279,26 +281,7 @@ def main() -> None:
         request = json.loads(line)
         try:
             worker = worker or Worker(protocol)
-            if request["op"] == "read":
-                worker.send({"registrations": worker.read()})
-            elif request["op"] == "missing_secrets":
-                worker.send({"missing": worker.missing_secrets(request["refs"])})
-            elif request["op"] == "apply":
-                worker.read()
-                for op in request["ops"]:
-                    try:
-                        worker.apply(op)
-                    except Exception as exc:
-                        worker.send(
-                            {
-                                "error": f"{op['op']} {op['kind']} {op['name']}: {exc}",
-                                "address": op.get("address"),
-                            }
-                        )
-                        break
-                    worker.send({"done": op.get("address"), "op": op["op"]})
-                else:
-                    worker.send({"ok": True})
+            worker.handle(request)
         except Exception as exc:
             message = {"error": f"{type(exc).__name__}: {exc}"}
             send_line(protocol, message)

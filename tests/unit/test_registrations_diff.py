@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stackward.plan.changes import SENSITIVE, Action, FieldChange
-from stackward.zenml.diff import operations, plan_registrations
+from stackward.plan.changes import SENSITIVE, UNKNOWN, Action, FieldChange
+from stackward.zenml.diff import ROTATED, operations, plan_registrations
 from stackward.zenml.registrations import ENVIRONMENT, MANAGED_BY, SPEC_HASH, Registration
 
 ENV = "dev"
@@ -67,20 +67,23 @@ def test_owned_registrations_gone_from_the_specs_are_pruned_and_others_left_alon
     assert [(c.address, c.action) for c in changes] == [("zenml.StackComponent.old", Action.DELETE)]
 
 
-def test_a_flavor_change_replaces_the_component_and_the_stack_using_it():
+def test_a_flavor_change_replaces_the_component_and_updates_its_stack_in_place():
     have = [component("orch"), stack("s", {"orchestrator": "orch"})]
     want = [component("orch", flavor="local_docker", spec_hash="h2"), stack("s", {"orchestrator": "orch"})]
     changes = by_address(plan_registrations(ENV, want, have))
     assert changes["zenml.StackComponent.orch"].action is Action.REPLACE
     assert "flavor changes from local to local_docker" in changes["zenml.StackComponent.orch"].reason
-    assert changes["zenml.Stack.s"].action is Action.REPLACE
-    assert "its component orch is deleted or replaced" in changes["zenml.Stack.s"].reason
+    assert changes["zenml.Stack.s"].action is Action.UPDATE
+    assert changes["zenml.Stack.s"].fields == (
+        FieldChange("components.orchestrator", "orch", "orch (re-created)"),
+    )
+    assert "keeps its id" in changes["zenml.Stack.s"].reason
     ops = operations(list(changes.values()), want, have, ENV)
-    assert [(o["op"], o["kind"]) for o in ops] == [
-        ("delete", "Stack"),
-        ("delete", "StackComponent"),
-        ("create", "StackComponent"),
-        ("create", "Stack"),
+    # the replacement is made first, the stack moved to it, and only then the old one deleted
+    assert [(o["op"], o["kind"], o.get("replacing", False)) for o in ops] == [
+        ("create", "StackComponent", True),
+        ("update", "Stack", False),
+        ("finish_replace", "StackComponent", False),
     ]
 
 
@@ -97,15 +100,68 @@ def test_a_component_of_another_type_with_the_same_name_is_another_registration(
     assert change.action is Action.CREATE
 
 
-def test_a_changed_secret_shows_only_that_it_changed():
+def connector(secrets: dict, spec_hash: str = "h", **kw) -> Registration:
     fields = {"type": "gcp", "auth_method": "service-account", "configuration": {}}
-    secret = {"service_account_json": {"fromEnv": "KEY"}}
-    have = owned(
-        "ServiceConnector", "gcp", fields, spec_hash="old", secret_keys=frozenset(secret), secrets=secret
+    return owned(
+        "ServiceConnector", "gcp", fields, spec_hash, secret_keys=frozenset(secrets), secrets=secrets, **kw
     )
-    want = owned(
-        "ServiceConnector", "gcp", fields, spec_hash="new", secret_keys=frozenset(secret), secrets=secret
+
+
+def test_a_rotated_secret_value_shows_only_that_it_changed():
+    have = connector({"service_account_json": {"fromEnv": "KEY"}})
+    want = connector({"service_account_json": {"fromEnv": "KEY"}})
+    rotated = {("ServiceConnector", "gcp"): {"service_account_json": "changed"}}
+    (change,) = plan_registrations(ENV, [want], [have], rotated)
+    assert change.action is Action.UPDATE
+    assert change.fields == (FieldChange("secrets.service_account_json", SENSITIVE, ROTATED),)
+    same = {("ServiceConnector", "gcp"): {"service_account_json": "same"}}
+    assert plan_registrations(ENV, [want], [have], same)[0].action is Action.NO_OP
+
+
+def test_a_new_reference_to_the_same_value_is_no_change():
+    have = connector({"service_account_json": {"fromEnv": "OLD_NAME"}})
+    want = connector({"service_account_json": {"fromEnv": "NEW_NAME"}}, spec_hash="h2")
+    same = {("ServiceConnector", "gcp"): {"service_account_json": "same"}}
+    assert plan_registrations(ENV, [want], [have], same)[0].action is Action.NO_OP
+
+
+def test_a_secret_value_terraform_gives_only_after_apply_is_an_update_of_unknown_value():
+    have = connector({"service_account_json": {"fromInfra": {"module": "base", "output": "key"}}})
+    want = connector(
+        {"service_account_json": {"fromInfra": {"module": "base", "output": "key"}}},
+        unknown_secrets=frozenset({"service_account_json"}),
     )
     (change,) = plan_registrations(ENV, [want], [have])
-    assert change.action is Action.UPDATE
-    assert change.fields == (FieldChange("secrets", SENSITIVE, SENSITIVE),)
+    assert change.fields == (FieldChange("secrets.service_account_json", SENSITIVE, UNKNOWN),)
+
+
+def zenml_secret(name: str, keys: list[str], env: str | None = ENV) -> Registration:
+    labels = {MANAGED_BY: "stackward", ENVIRONMENT: env} if env else {}
+    refs = {k: {"fromEnv": k.upper()} for k in keys}
+    return Registration("Secret", name, {"private": False, "keys": keys}, labels, frozenset(keys), refs)
+
+
+def test_secrets_are_created_updated_pruned_and_never_taken_over():
+    (created,) = plan_registrations(ENV, [zenml_secret("mlflow", ["password"])], [])
+    assert created.action is Action.CREATE
+    assert {f.path: f.after for f in created.fields}["values"] == {"password": SENSITIVE}
+    have, want = zenml_secret("mlflow", ["password"]), zenml_secret("mlflow", ["password", "username"])
+    (updated,) = plan_registrations(ENV, [want], [have])
+    assert updated.fields == (FieldChange("keys", ["password"], ["password", "username"]),)
+    (pruned,) = plan_registrations(ENV, [], [have])
+    assert pruned.action is Action.DELETE
+    (taken,) = plan_registrations(ENV, [want], [zenml_secret("mlflow", [], env=None)])
+    assert taken.action is Action.CONFLICT and "registered by hand" in taken.reason
+
+
+def test_secrets_are_made_before_what_uses_them_and_deleted_after():
+    have = [zenml_secret("old", ["k"]), component("gone")]
+    want = [zenml_secret("new", ["k"]), component("orch")]
+    changes = plan_registrations(ENV, want, have)
+    ops = [(o["op"], o["kind"], o["name"]) for o in operations(changes, want, have, ENV)]
+    assert ops == [
+        ("create", "Secret", "new"),
+        ("create", "StackComponent", "orch"),
+        ("delete", "StackComponent", "gone"),
+        ("delete", "Secret", "old"),
+    ]
