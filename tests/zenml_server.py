@@ -176,12 +176,12 @@ def serve_zenml(without: tuple[str, ...] = (), timeout: float = STARTUP_TIMEOUT)
 
 
 def clear_registrations(url: str, api_key: str) -> None:
-    """Delete every stack, stack component and service connector but ZenML's own `default`s."""
+    """Delete every stack, stack component, service connector and secret but ZenML's own `default`s."""
     with httpx.Client(base_url=f"{url}/api/v1", timeout=30) as client:
         login = client.post("/login", data={"password": api_key})  # a password alone: the API key grant
         login.raise_for_status()
         client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
-        for route in ("/stacks", "/components", "/service_connectors"):
+        for route in ("/stacks", "/components", "/service_connectors", "/secrets"):
             page = client.get(route, params={"size": 1000})
             page.raise_for_status()
             for item in page.json()["items"]:

@@ -92,8 +92,11 @@ def read_registrations(store: Any) -> list[dict]:
     out, secret_names = _secrets(store)
     connectors: dict[str, str] = {}
     for c in _all(store.list_service_connectors, ServiceConnectorFilter):
-        config = c.configuration or {}
+        config = dict(c.configuration or {})
         secret = _secret_keys(c, config)
+        if (c.labels or {}).get(MANAGED_BY) == "stackward":  # which secret keys it holds (not their values)
+            expanded = store.get_service_connector(c.id, expand_secrets=True).configuration or {}
+            config.update(dict.fromkeys(k for k in expanded if k in secret and k not in config))
         connectors[str(c.id)] = c.name
         out.append(
             {
