@@ -17,7 +17,7 @@ def test_examples_validate_clean():
     result = validate_json(EXAMPLES)
     assert result.exit_code == 0, result.output
     summary = {e["name"]: (e["resources"], e["errors"]) for e in result.json["environments"]}
-    assert summary == {"dev": (6, 0), "local": (4, 0), "prod": (6, 0), "staging": (6, 0)}
+    assert summary == {"aws": (11, 0), "dev": (6, 0), "local": (4, 0), "prod": (6, 0), "staging": (6, 0)}
     assert result.json["diagnostics"] == []
 
 
@@ -25,7 +25,7 @@ def test_human_output_summarises_each_environment():
     result = run("validate", str(EXAMPLES))
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["dev", "local", "prod", "staging"]
+    assert [line.split()[0] for line in lines[:-1]] == ["aws", "dev", "local", "prod", "staging"]
     assert all("✓ valid" in line for line in lines[:-1])
     assert lines[-1] == "policies: policies (working tree), embedded engine"
 
@@ -42,8 +42,22 @@ def test_prod_override_uses_keyless_auth_and_drops_the_key_reference():
     assert connector.spec["authMethod"] == "implicit"
     assert "secrets" not in connector.spec
     assert connector.spec["configuration"] == {"project_id": "acme-ml-prod"}
-    dev = resolved("dev").of_kind("ServiceConnector")["dev-gcp"]
-    assert dev.spec["secrets"] == {"service_account_json": {"fromEnv": "GCP_SA_KEY_DEV"}}
+    infra = resolved("prod").of_kind("Infrastructure")["base"]
+    assert infra.spec["variables"]["create_service_account_key"] is False  # no unused key in prod
+    assert infra.spec["variables"]["project_id"] == "acme-ml-prod"  # the rest inherited
+
+
+def test_gcp_connector_key_comes_from_the_base_modules_sensitive_output():
+    env = resolved("dev")
+    connector = env.of_kind("ServiceConnector")["dev-gcp"]
+    assert connector.spec["secrets"] == {
+        "service_account_json": {"fromInfra": {"module": "base", "output": "service_account_key"}}
+    }
+    assert "service_account_key" in env.of_kind("Infrastructure")["base"].spec["outputs"]
+    outputs = (EXAMPLES / "_modules/gcp-base/outputs.tf").read_text()
+    block = outputs[outputs.index('output "service_account_key"') :]
+    assert "sensitive = true" in block[: block.index("}\n")]
+    assert "gcp_sa_key_env" not in env.settings.variables
 
 
 def test_environment_labels_are_stamped_on_every_resource():
@@ -70,3 +84,69 @@ def test_single_environment_folder_validates_only_that_environment(examples: Pat
 def test_env_option_selects_one_environment():
     result = validate_json(EXAMPLES, "--env", "prod")
     assert [e["name"] for e in result.json["environments"]] == ["prod"]
+
+
+def test_aws_example_has_a_multi_type_connector_with_credentials_from_infrastructure():
+    env = resolved("aws")
+    assert env.bases == []
+    assert env.settings.embedded and env.settings.terraform_backend == "local"
+    connector = env.of_kind("ServiceConnector")["aws-connector"]
+    assert connector.spec["authMethod"] == "iam-role"
+    assert connector.spec["resourceTypes"] == [
+        "s3-bucket",
+        "docker-registry",
+        "aws-generic",
+        "kubernetes-cluster",
+    ]
+    assert connector.spec["expirationSeconds"] == 3600
+    assert connector.data["metadata"]["description"]
+    assert connector.spec["secrets"] == {
+        "aws_access_key_id": {"fromInfra": {"module": "base", "output": "iam_access_key_id"}},
+        "aws_secret_access_key": {"fromInfra": {"module": "base", "output": "iam_secret_access_key"}},
+    }
+    components = env.of_kind("StackComponent")
+    assert {(c.spec["type"], c.spec["flavor"]) for c in components.values()} == {
+        ("artifact_store", "s3"),
+        ("container_registry", "aws"),
+        ("orchestrator", "sagemaker"),
+        ("orchestrator", "kubernetes"),
+        ("experiment_tracker", "mlflow"),
+    }
+    needed = {c.spec.get("connector") for c in components.values()} - {None}
+    assert needed == {"aws-connector"}
+    assert (
+        components["aws-kubernetes-orchestrator"].spec["connectorResourceId"]
+        == "${infra.base.eks_cluster_name}"
+    )
+
+
+def test_aws_example_secrets_and_stacks():
+    env = resolved("aws")
+    tracker = env.of_kind("StackComponent")["aws-mlflow"].spec["configuration"]
+    assert tracker["tracking_username"] == "{{mlflow-tracking.username}}"
+    assert tracker["tracking_password"] == "{{mlflow-tracking.password}}"
+    secret = env.of_kind("Secret")["mlflow-tracking"]
+    assert secret.spec["values"]["password"] == {"fromInfra": {"module": "base", "output": "mlflow_password"}}
+    stacks = env.of_kind("Stack")
+    assert sorted(stacks) == ["aws-kubernetes-stack", "aws-sagemaker-stack"]
+    assert all(stack.data["metadata"]["description"] for stack in stacks.values())
+    kubernetes = stacks["aws-kubernetes-stack"].spec
+    assert kubernetes["secrets"] == ["mlflow-client"] and "mlflow-client" in env.of_kind("Secret")
+    assert kubernetes["environment"]["AWS_DEFAULT_REGION"] == "eu-west-1"
+
+
+def test_aws_module_is_offline_and_marks_credentials_sensitive():
+    from stackward.terraform.modules import read_interface
+
+    module = EXAMPLES / "_modules/aws-base"
+    text = "".join(f.read_text() for f in sorted(module.glob("*.tf")))
+    assert "required_providers" not in text
+    assert not [line for line in text.splitlines() if line.startswith(("provider ", "data ", "module "))]
+    resources = [line.split('"')[1] for line in text.splitlines() if line.startswith("resource ")]
+    assert resources and set(resources) == {"terraform_data"}
+    declared = resolved("aws").of_kind("Infrastructure")["base"].spec["outputs"]
+    assert set(declared) == set(read_interface(module).outputs)
+    outputs = (module / "outputs.tf").read_text()
+    for name in ("mlflow_password", "iam_access_key_id", "iam_secret_access_key"):
+        block = outputs[outputs.index(f'output "{name}"') :]
+        assert "sensitive = true" in block[: block.index("}\n")], name

@@ -1,5 +1,6 @@
 # Base infrastructure of one GCP environment: the artifact bucket, the container registry
-# and the service account the ZenML stack runs as.
+# and the service account the ZenML stack runs as (with a key for the ZenML connector, where
+# the environment authenticates with one).
 terraform {
   required_providers {
     google = {
@@ -53,4 +54,12 @@ resource "google_artifact_registry_repository_iam_member" "stack_containers" {
   repository = google_artifact_registry_repository.containers.name
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.stack.email}"
+}
+
+# The key the environment's ZenML connector authenticates with (service-account auth). It is
+# kept in the Terraform state, so the state backend must be private. Environments on keyless
+# auth (prod: implicit) set create_service_account_key = false.
+resource "google_service_account_key" "stack" {
+  count              = var.create_service_account_key ? 1 : 0
+  service_account_id = google_service_account.stack.name
 }

@@ -25,3 +25,9 @@ variable "public_access_prevention" {
   type    = string
   default = "enforced"
 }
+
+variable "create_service_account_key" {
+  type        = bool
+  default     = true
+  description = "Create a key for the stack service account (for service-account connector auth)."
+}
