@@ -182,3 +182,114 @@ def test_module_interface_is_checked_for_local_sources(examples: Path):
     result = validate_json(examples, "--env", "local")
     assert only(result, "infra.output")["hint"] == "did you mean 'artifact_path'?"
     assert only(result, "infra.variable")["hint"] == "did you mean 'environment'?"
+
+
+def test_from_infra_must_name_a_declared_module_and_output(examples: Path):
+    connector = (examples / "_base/connector.yaml").read_text()
+    write(
+        examples,
+        {
+            "_base/connector.yaml": connector.replace(
+                "output: service_account_key", "output: service_account_ky"
+            )
+        },
+    )
+    finding = only(validate_json(examples, "--no-policy"), "reference.infra")
+    assert finding["message"] == (
+        "fromInfra {module: base, output: service_account_ky}: Infrastructure 'base' declares no "
+        "output 'service_account_ky'"
+    )
+    assert finding["hint"] == (
+        "add service_account_ky to spec.outputs of Infrastructure base, or did you mean 'service_account_key'?"
+    )
+    assert finding["file"].endswith("_base/connector.yaml") and finding["line"] == 18
+    assert finding["path"] == "$.spec.secrets.service_account_json.fromInfra.output"
+    assert finding["environments"] == ["dev", "staging"]  # prod drops the key reference
+
+    write(examples, {"_base/connector.yaml": connector.replace("module: base", "module: bsae")})
+    finding = only(validate_json(examples, "--env", "dev", "--no-policy"), "reference.infra")
+    assert finding["message"] == (
+        "fromInfra {module: bsae, output: service_account_key} names Infrastructure 'bsae', which is "
+        "not declared in environment dev"
+    )
+    assert finding["hint"] == "did you mean 'base'?"
+    assert finding["path"] == "$.spec.secrets.service_account_json.fromInfra.module"
+
+
+def test_from_infra_in_secret_values_is_checked(examples: Path):
+    secrets = (examples / "aws/secrets.yaml").read_text()
+    write(
+        examples,
+        {"aws/secrets.yaml": secrets.replace("output: mlflow_password}", "output: mlflow_pasword}", 1)},
+    )
+    finding = only(validate_json(examples, "--env", "aws", "--no-policy"), "reference.infra")
+    assert finding["message"].endswith("Infrastructure 'base' declares no output 'mlflow_pasword'")
+    assert finding["hint"].endswith("did you mean 'mlflow_password'?")
+    assert finding["file"].endswith("aws/secrets.yaml") and finding["line"] == 13
+    assert finding["path"] == "$.spec.values.password.fromInfra.output"
+
+
+def test_secret_reference_keys_must_exist_in_a_declared_secret(examples: Path):
+    components = (examples / "aws/components.yaml").read_text()
+    write(
+        examples,
+        {
+            "aws/components.yaml": components.replace(
+                "{{mlflow-tracking.password}}", "{{mlflow-tracking.pasword}}"
+            )
+        },
+    )
+    finding = only(validate_json(examples, "--env", "aws", "--no-policy"), "reference.secret")
+    assert finding["message"] == "{{mlflow-tracking.pasword}}: Secret 'mlflow-tracking' has no key 'pasword'"
+    assert finding["hint"] == "did you mean 'password'?"
+    assert finding["file"].endswith("aws/components.yaml") and finding["line"] == 61
+    assert finding["path"] == "$.spec.configuration.tracking_password"
+
+    write(
+        examples,
+        {
+            "aws/components.yaml": components.replace(
+                "{{mlflow-tracking.password}}", "{{mlflow-tracking.token}}"
+            )
+        },
+    )
+    finding = only(validate_json(examples, "--env", "aws", "--no-policy"), "reference.secret")
+    assert (
+        finding["hint"]
+        == "add token to spec.values of Secret mlflow-tracking, or use one of its keys: password, username"
+    )
+
+
+def test_secret_names_not_declared_in_the_environment_are_left_to_the_plan(examples: Path):
+    # A secret the specs do not declare may be in the ZenML store: the plan checks it.
+    components = (
+        (examples / "aws/components.yaml").read_text().replace("{{mlflow-tracking.", "{{team-mlflow.")
+    )
+    stacks = (examples / "aws/stacks.yaml").read_text().replace("- mlflow-client", "- team-secrets")
+    write(examples, {"aws/components.yaml": components, "aws/stacks.yaml": stacks})
+    result = validate_json(examples, "--env", "aws", "--no-policy")
+    assert result.exit_code == 0, result.output
+    assert result.findings() == []
+
+
+def test_from_zenml_secret_key_of_a_declared_secret(examples: Path):
+    connector = (examples / "aws/connector.yaml").read_text()
+    connector = connector.replace(
+        "fromInfra: {module: base, output: iam_secret_access_key}",
+        "fromZenmlSecret: {name: aws-keys, key: secret_key}",
+    )
+    write(
+        examples,
+        {
+            "aws/connector.yaml": connector,
+            "aws/keys.yaml": HEAD + "kind: Secret\nmetadata: {name: aws-keys}\nspec:\n  values:\n"
+            "    secret_access_key: {fromInfra: {module: base, output: iam_secret_access_key}}\n",
+        },
+    )
+    finding = only(validate_json(examples, "--env", "aws", "--no-policy"), "reference.secret")
+    assert finding["message"] == (
+        "fromZenmlSecret {name: aws-keys, key: secret_key}: Secret 'aws-keys' has no key 'secret_key'"
+    )
+    assert finding["hint"] == "did you mean 'secret_access_key'?"
+    assert finding["path"] == "$.spec.secrets.aws_secret_access_key.fromZenmlSecret.key"
+    assert finding["line"] == 26

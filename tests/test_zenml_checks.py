@@ -178,3 +178,108 @@ def test_values_known_only_after_apply_are_not_judged_early(examples: Path):
     # ${infra.base.registry_uri} cannot be checked before Terraform runs; no finding.
     result = validate_json(examples, "--env", "dev", "--no-policy")
     assert result.exit_code == 0
+
+
+def test_connector_resource_types_are_checked(examples: Path):
+    connector = (examples / "aws/connector.yaml").read_text()
+    write(examples, {"aws/connector.yaml": connector.replace("    - aws-generic ", "    - aws-generic-x ")})
+    result = validate_json(examples, "--env", "aws", "--no-policy")
+    (finding,) = result.findings("zenml.resource-type")
+    assert finding["message"] == "'aws-generic-x' is not a resource type of aws connectors"
+    assert finding["hint"] == "did you mean 'aws-generic'?"
+    assert finding["path"] == "$.spec.resourceTypes[2]" and finding["line"] == 16
+    # and the SageMaker orchestrator, which needs aws-generic, no longer fits the connector
+    (fit,) = result.findings("zenml.connector")
+    assert fit["message"] == (
+        "connector 'aws-connector' lists resourceTypes s3-bucket, docker-registry, aws-generic-x, "
+        "kubernetes-cluster; the sagemaker orchestrator needs aws-generic"
+    )
+    assert fit["hint"] == "add aws-generic to resourceTypes of aws-connector, or use another connector"
+    assert fit["file"].endswith("aws/components.yaml") and fit["line"] == 35
+
+
+def test_resource_types_need_the_auth_methods_support(examples: Path, catalog):
+    from dataclasses import replace
+
+    from stackward.checks.validate import validate
+
+    # In zenml 0.98 every aws auth method reaches every aws resource type; a catalog where
+    # iam-role cannot reach EKS stands in for a connector type where they differ.
+    aws = catalog.connectors["aws"]
+    methods = {**aws.resource_auth_methods, "kubernetes-cluster": ("implicit", "secret-key")}
+    narrow = replace(
+        catalog, connectors={**catalog.connectors, "aws": replace(aws, resource_auth_methods=methods)}
+    )
+    report = validate(examples, only="aws", catalog=narrow)
+    (finding,) = [d for d in report.diagnostics if d.code == "zenml.resource-type"]
+    assert finding.message == "the aws iam-role auth method cannot give access to kubernetes-cluster"
+    assert finding.hint == "use an auth method that can: implicit, secret-key"
+    assert finding.location.line == 17
+
+    # a connector of all the type's resource types: the component that needs one is told
+    connector = (examples / "aws/connector.yaml").read_text()
+    start, end = connector.index("  resourceTypes:"), connector.index("  expirationSeconds")
+    write(examples, {"aws/connector.yaml": connector[:start] + connector[end:]})
+    report = validate(examples, only="aws", catalog=narrow)
+    (fit,) = [d for d in report.diagnostics if d.code.startswith("zenml.")]
+    assert fit.code == "zenml.connector"
+    assert fit.message == (
+        "the aws iam-role auth method of connector 'aws-connector' cannot give access to "
+        "kubernetes-cluster, which the kubernetes orchestrator needs"
+    )
+    assert fit.location.file.endswith("aws/components.yaml") and fit.location.line == 46
+
+    # resourceType (one) is held to the same rule
+    one = connector[:start] + "  resourceType: kubernetes-cluster\n" + connector[end:]
+    write(examples, {"aws/connector.yaml": one})
+    report = validate(examples, only="aws", catalog=narrow)
+    messages = [d.message for d in report.diagnostics if d.code == "zenml.resource-type"]
+    assert messages == ["the aws iam-role auth method cannot give access to kubernetes-cluster"]
+
+
+def test_expiration_only_for_auth_methods_with_temporary_credentials(examples: Path):
+    connector = (examples / "_base/connector.yaml").read_text()
+    write(
+        examples,
+        {
+            "_base/connector.yaml": connector.replace(
+                "  configuration:", "  expirationSeconds: 3600\n  configuration:"
+            )
+        },
+    )
+    result = validate_json(examples, "--env", "dev", "--no-policy")
+    (finding,) = result.findings("zenml.expiration")
+    assert finding["message"] == (
+        "the gcp service-account auth method issues no temporary credentials, so expirationSeconds "
+        "does not apply"
+    )
+    assert (
+        finding["hint"] == "remove expirationSeconds, or use an auth method that issues them: impersonation"
+    )
+    assert finding["path"] == "$.spec.expirationSeconds" and finding["line"] == 14
+
+
+def test_expiration_must_be_in_the_auth_methods_range(examples: Path):
+    connector = (examples / "aws/connector.yaml").read_text()
+    write(
+        examples,
+        {"aws/connector.yaml": connector.replace("expirationSeconds: 3600", "expirationSeconds: 600")},
+    )
+    result = validate_json(examples, "--env", "aws", "--no-policy")
+    (finding,) = result.findings("zenml.expiration")
+    assert finding["message"] == (
+        "expirationSeconds 600 is outside what the aws iam-role auth method allows: at least 900 seconds"
+    )
+    assert finding["hint"] == (
+        "set expirationSeconds to at least 900 seconds, or remove it for the default of 3600 seconds"
+    )
+    assert finding["line"] == 18
+    session = connector.replace("authMethod: iam-role", "authMethod: session-token").replace(
+        "expirationSeconds: 3600", "expirationSeconds: 200000"
+    )
+    session = session.replace("    role_arn: ${infra.base.connector_role_arn}\n", "")
+    write(examples, {"aws/connector.yaml": session})
+    result = validate_json(examples, "--env", "aws", "--no-policy")
+    (finding,) = result.findings("zenml.expiration")
+    assert finding["message"].endswith("allows: 900 to 129600 seconds")
+    assert result.findings("zenml.auth-config") == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stackward.diagnostics import Diagnostic, display_path
+from stackward.diagnostics import Diagnostic, JsonPath, display_path
 from stackward.plan.state import local_state_path
 from stackward.spec.model import Environment, Repo, Resource
 from stackward.spec.schema import suggest
@@ -16,6 +16,7 @@ from stackward.terraform.modules import (
     read_interface,
     refusal,
 )
+from stackward.zenml.catalog import parse_secret_reference
 
 
 def check_references(env: Environment, repo: Repo) -> list[Diagnostic]:
@@ -66,34 +67,122 @@ def check_references(env: Environment, repo: Repo) -> list[Diagnostic]:
     for resource in env.resources:
         for path, refs in resource.infra_refs.items():
             for ref in refs:
-                target = infra.get(ref.name)
-                if target is None:
-                    out.append(
-                        resource.diagnostic(
-                            "reference.infra",
-                            f"{ref} names Infrastructure {ref.name!r}, which is not declared in "
-                            f"environment {env.name}",
-                            _missing_hint("Infrastructure", ref.name, infra),
-                            path,
-                        )
-                    )
-                    continue
-                outputs = declared_outputs(target)
-                if ref.output not in outputs:
-                    out.append(
-                        resource.diagnostic(
-                            "reference.infra",
-                            f"{ref}: Infrastructure {ref.name!r} declares no output {ref.output!r}",
-                            f"add {ref.output} to spec.outputs of Infrastructure {ref.name}, or "
-                            + (suggest(ref.output, outputs) or "declare its outputs"),
-                            path,
-                        )
-                    )
+                out += _infra_output(resource, env, str(ref), ref.name, ref.output, path, path)
+        for path, module, output in from_infra_refs(resource):
+            shown = f"fromInfra {{module: {module}, output: {output}}}"
+            out += _infra_output(resource, env, shown, module, output, (*path, "module"), (*path, "output"))
+    out.extend(check_secret_references(env))
     out.extend(_promotion(env, repo))
     out.extend(_backend(env))
     for module in infra.values():
         out.extend(check_module_source(module, repo))
     return out
+
+
+def _infra_output(
+    resource: Resource,
+    env: Environment,
+    shown: str,
+    module: str,
+    output: str,
+    module_path: JsonPath,
+    output_path: JsonPath,
+) -> list[Diagnostic]:
+    """An Infrastructure output a value takes (`shown` as written) is declared: the module at
+    `module_path`, the output at `output_path`."""
+    infra = env.of_kind("Infrastructure")
+    target = infra.get(module)
+    if target is None:
+        return [
+            resource.diagnostic(
+                "reference.infra",
+                f"{shown} names Infrastructure {module!r}, which is not declared in environment {env.name}",
+                _missing_hint("Infrastructure", module, infra),
+                module_path,
+            )
+        ]
+    outputs = declared_outputs(target)
+    if output in outputs:
+        return []
+    return [
+        resource.diagnostic(
+            "reference.infra",
+            f"{shown}: Infrastructure {module!r} declares no output {output!r}",
+            f"add {output} to spec.outputs of Infrastructure {module}, or "
+            + (suggest(output, outputs) or "declare its outputs"),
+            output_path,
+        )
+    ]
+
+
+def from_infra_refs(resource: Resource) -> list[tuple[JsonPath, str, str]]:
+    """(path of the `fromInfra` mapping, module, output) for every secret value a connector
+    (`spec.secrets`) or a Secret (`spec.values`) takes from an Infrastructure output."""
+    key = {"ServiceConnector": "secrets", "Secret": "values"}.get(resource.kind)
+    refs = resource.spec.get(key) if key else None
+    out = []
+    for name, ref in refs.items() if isinstance(refs, dict) else []:
+        source = ref.get("fromInfra") if isinstance(ref, dict) else None
+        if isinstance(source, dict):
+            module, output = source.get("module"), source.get("output")
+            if isinstance(module, str) and isinstance(output, str):  # else the schema reports it
+                out.append((("spec", key, name, "fromInfra"), module, output))
+    return out
+
+
+def check_secret_references(env: Environment) -> list[Diagnostic]:
+    """Keys taken from a Secret of this environment exist in it: `{{name.key}}` in a
+    component's configuration and `fromZenmlSecret` in a connector's secrets. A name no Secret
+    of the environment has may be a secret of the ZenML store: the plan checks those."""
+    secrets = env.of_kind("Secret")
+    out = []
+    for component in env.of_kind("StackComponent").values():
+        config = component.spec.get("configuration")
+        for field_name, value in config.items() if isinstance(config, dict) else []:
+            parsed = parse_secret_reference(value)
+            if parsed is not None and parsed[0] in secrets:
+                out += _secret_key(
+                    component,
+                    secrets[parsed[0]],
+                    parsed[1],
+                    str(value),
+                    ("spec", "configuration", field_name),
+                )
+    for connector in env.of_kind("ServiceConnector").values():
+        refs = connector.spec.get("secrets")
+        for key, ref in refs.items() if isinstance(refs, dict) else []:
+            source = ref.get("fromZenmlSecret") if isinstance(ref, dict) else None
+            if not isinstance(source, dict):
+                continue
+            name, secret_key = source.get("name"), source.get("key")
+            if isinstance(name, str) and isinstance(secret_key, str) and name in secrets:
+                shown = f"fromZenmlSecret {{name: {name}, key: {secret_key}}}"
+                out += _secret_key(
+                    connector,
+                    secrets[name],
+                    secret_key,
+                    shown,
+                    ("spec", "secrets", key, "fromZenmlSecret", "key"),
+                )
+    return out
+
+
+def _secret_key(
+    resource: Resource, secret: Resource, key: str, shown: str, path: JsonPath
+) -> list[Diagnostic]:
+    values = secret.spec.get("values")
+    keys = {k for k in values if isinstance(k, str)} if isinstance(values, dict) else set()
+    if key in keys:
+        return []
+    hint = suggest(key, keys) if keys else ""
+    if not hint.startswith("did you mean"):
+        hint = f"add {key} to spec.values of Secret {secret.name}"
+        hint += f", or use one of its keys: {', '.join(sorted(keys))}" if keys else ""
+    return [
+        resource.diagnostic(
+            "reference.secret", f"{shown}: Secret {secret.name!r} has no key {key!r}", hint, path
+        )
+    ]
 
 
 def declared_outputs(module: Resource) -> set[str]:

@@ -13,7 +13,13 @@ from stackward.diagnostics import Diagnostic, JsonPath
 from stackward.spec.interpolation import has_placeholder
 from stackward.spec.model import Environment, Resource
 from stackward.spec.schema import SchemaChecker, schema_diagnostics, suggest
-from stackward.zenml.catalog import REQUIRED_SLOTS, Catalog, is_secret_reference
+from stackward.zenml.catalog import (
+    REQUIRED_SLOTS,
+    AuthMethodInfo,
+    Catalog,
+    ConnectorTypeInfo,
+    is_secret_reference,
+)
 
 _checkers: dict[tuple[str, ...], SchemaChecker] = {}
 
@@ -156,6 +162,35 @@ def _check_connector_fit(
                 path,
             )
         ]
+    listed = connector.spec.get("resourceTypes")
+    if isinstance(listed, list) and resource_type not in listed:
+        return [
+            component.diagnostic(
+                "zenml.connector",
+                f"connector {connector.name!r} lists resourceTypes {', '.join(map(str, listed))}; the "
+                f"{flavor} needs {resource_type}",
+                f"add {resource_type} to resourceTypes of {connector.name}, or use another connector",
+                path,
+            )
+        ]
+    method = connector.spec.get("authMethod")
+    if (
+        info is not None
+        and isinstance(method, str)
+        and not isinstance(limited, str)
+        and not isinstance(listed, list)
+        and method in info.auth_methods
+        and method not in info.methods_for(resource_type)
+    ):
+        return [
+            component.diagnostic(
+                "zenml.connector",
+                f"the {ctype} {method} auth method of connector {connector.name!r} cannot give "
+                f"access to {resource_type}, which the {flavor} needs",
+                f"use a connector whose auth method can: {', '.join(info.methods_for(resource_type))}",
+                path,
+            )
+        ]
     return []
 
 
@@ -186,15 +221,15 @@ def check_connector(connector: Resource, catalog: Catalog) -> list[Diagnostic]:
         ]
     out = []
     resource_type = spec.get("resourceType")
-    if isinstance(resource_type, str) and resource_type not in info.resource_types:
-        out.append(
-            connector.diagnostic(
-                "zenml.resource-type",
-                f"{resource_type!r} is not a resource type of {ctype} connectors",
-                suggest(resource_type, info.resource_types),
-                ("spec", "resourceType"),
+    if isinstance(resource_type, str):
+        out += _check_resource_type(connector, info, method_name, resource_type, ("spec", "resourceType"))
+    resource_types = spec.get("resourceTypes")
+    for index, listed in enumerate(resource_types if isinstance(resource_types, list) else []):
+        if isinstance(listed, str):
+            out += _check_resource_type(
+                connector, info, method_name, listed, ("spec", "resourceTypes", index)
             )
-        )
+    out += _check_expiration(connector, info, method)
     config = spec.get("configuration") or {}
     secrets = spec.get("secrets") or {}
     if not isinstance(config, dict) or not isinstance(secrets, dict):
@@ -236,6 +271,78 @@ def check_connector(connector: Resource, catalog: Catalog) -> list[Diagnostic]:
     checker = _checker(("auth", ctype, method_name), method.schema, method.secret_fields)
     out += _validate_config(connector, checker, public, ("spec", "configuration"), "zenml.auth-config")
     return out
+
+
+def _check_resource_type(
+    connector: Resource, info: ConnectorTypeInfo, method: str, resource_type: str, path: JsonPath
+) -> list[Diagnostic]:
+    """A resource type the connector is limited to: one of its type's, reachable with its auth
+    method."""
+    if resource_type not in info.resource_types:
+        return [
+            connector.diagnostic(
+                "zenml.resource-type",
+                f"{resource_type!r} is not a resource type of {info.type} connectors",
+                suggest(resource_type, info.resource_types),
+                path,
+            )
+        ]
+    methods = info.methods_for(resource_type)
+    if method in methods:
+        return []
+    return [
+        connector.diagnostic(
+            "zenml.resource-type",
+            f"the {info.type} {method} auth method cannot give access to {resource_type}",
+            f"use an auth method that can: {', '.join(methods)}"
+            if methods
+            else f"no {info.type} auth method gives access to {resource_type}; remove it",
+            path,
+        )
+    ]
+
+
+def _check_expiration(
+    connector: Resource, info: ConnectorTypeInfo, method: AuthMethodInfo
+) -> list[Diagnostic]:
+    """expirationSeconds only for auth methods that issue temporary credentials, within the
+    range they allow (ZenML's AuthenticationMethodModel.validate_expiration)."""
+    seconds = connector.spec.get("expirationSeconds")
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
+        return []  # absent, or the schema reports it
+    path = ("spec", "expirationSeconds")
+    if not method.issues_temporary_credentials:
+        temporary = [m.name for m in info.auth_methods.values() if m.issues_temporary_credentials]
+        return [
+            connector.diagnostic(
+                "zenml.expiration",
+                f"the {info.type} {method.name} auth method issues no temporary credentials, so "
+                "expirationSeconds does not apply",
+                "remove expirationSeconds"
+                + (f", or use an auth method that issues them: {', '.join(temporary)}" if temporary else ""),
+                path,
+            )
+        ]
+    low, high = method.min_expiration_seconds, method.max_expiration_seconds
+    if (low is None or seconds >= low) and (high is None or seconds <= high):
+        return []
+    if low is not None and high is not None:
+        allowed = f"{low} to {high} seconds"
+    elif low is not None:
+        allowed = f"at least {low} seconds"
+    else:
+        allowed = f"at most {high} seconds"
+    default = method.default_expiration_seconds
+    return [
+        connector.diagnostic(
+            "zenml.expiration",
+            f"expirationSeconds {seconds} is outside what the {info.type} {method.name} auth method "
+            f"allows: {allowed}",
+            f"set expirationSeconds to {allowed}"
+            + (f", or remove it for the default of {default} seconds" if default is not None else ""),
+            path,
+        )
+    ]
 
 
 def check_stack(stack: Resource, catalog: Catalog) -> list[Diagnostic]:

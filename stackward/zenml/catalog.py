@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -22,17 +22,25 @@ from typing import Any
 
 from stackward.errors import CannotRun
 
-CATALOG_FORMAT = 2
+CATALOG_FORMAT = 3
 REQUIRED_SLOTS = ("orchestrator", "artifact_store")
 
 
 def is_secret_reference(value: object) -> bool:
     """ZenML's `{{secret_name.key}}` (its regex, without the backtracking on hostile input)."""
+    return parse_secret_reference(value) is not None
+
+
+def parse_secret_reference(value: object) -> tuple[str, str] | None:
+    """(secret name, key) of a `{{secret_name.key}}` value, split as ZenML splits it (at the
+    first dot), or None when the value is not a secret reference."""
     if not isinstance(value, str) or not (value.startswith("{{") and value.endswith("}}")):
-        return False
+        return None
     inner = value[2:-2].strip()
     name, dot, key = inner.partition(".")
-    return bool(name and dot and key) and not any(c.isspace() for c in inner)
+    if not (name and dot and key) or any(c.isspace() for c in inner):
+        return None
+    return name, key
 
 
 class CatalogError(CannotRun):
@@ -54,6 +62,23 @@ class AuthMethodInfo:
     name: str
     schema: dict
     secret_fields: tuple[str, ...]
+    # Temporary credentials (ZenML's AuthenticationMethodModel): all None when the method
+    # issues none, and then an expiration cannot be set.
+    min_expiration_seconds: int | None = None
+    max_expiration_seconds: int | None = None
+    default_expiration_seconds: int | None = None
+
+    @property
+    def issues_temporary_credentials(self) -> bool:
+        """ZenML's `supports_temporary_credentials`: an expiration may be set."""
+        return any(
+            s is not None
+            for s in (
+                self.min_expiration_seconds,
+                self.max_expiration_seconds,
+                self.default_expiration_seconds,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,13 @@ class ConnectorTypeInfo:
     type: str
     resource_types: tuple[str, ...]
     auth_methods: dict[str, AuthMethodInfo]
+    # resource type -> the auth methods that can give access to it (ZenML's
+    # ResourceTypeModel.auth_methods)
+    resource_auth_methods: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def methods_for(self, resource_type: str) -> tuple[str, ...]:
+        """The auth methods that can give access to `resource_type`."""
+        return self.resource_auth_methods.get(resource_type, ())
 
 
 @dataclass(frozen=True)
@@ -84,9 +116,10 @@ class Catalog:
                 ctype,
                 tuple(info["resource_types"]),
                 {
-                    m: AuthMethodInfo(a["name"], a["schema"], tuple(a["secret_fields"]))
+                    m: AuthMethodInfo(**{**a, "secret_fields": tuple(a["secret_fields"])})
                     for m, a in info["auth_methods"].items()
                 },
+                {r: tuple(methods) for r, methods in info["resource_auth_methods"].items()},
             )
             for ctype, info in data["connectors"].items()
         }
@@ -203,11 +236,15 @@ def build_catalog() -> dict:
     for spec in service_connector_registry.list_service_connector_types():
         connectors[spec.connector_type] = {
             "resource_types": [r.resource_type for r in spec.resource_types],
+            "resource_auth_methods": {r.resource_type: list(r.auth_methods) for r in spec.resource_types},
             "auth_methods": {
                 m.auth_method: {
                     "name": m.auth_method,
                     "schema": m.config_schema,
                     "secret_fields": auth_method_secret_fields(m.config_schema),
+                    "min_expiration_seconds": m.min_expiration_seconds,
+                    "max_expiration_seconds": m.max_expiration_seconds,
+                    "default_expiration_seconds": m.default_expiration_seconds,
                 }
                 for m in spec.auth_methods
             },
