@@ -145,13 +145,13 @@ def test_environment_name_must_match_its_folder(examples: Path):
 
 def test_an_empty_secret_reference_says_what_it_needs(examples: Path):
     connector = examples / "_base" / "connector.yaml"
-    reference = "service_account_json:\n      fromEnv: ${var.gcp_sa_key_env}"
+    reference = "service_account_json:\n      fromInfra: {module: base, output: service_account_key}"
     connector.write_text(connector.read_text().replace(reference, "service_account_json: {}"))
     result = validate_json(examples, "--env", "dev")
     assert result.exit_code == 1
     (finding,) = [d for d in result.findings("schema") if "service_account_json" in (d["path"] or "")]
     assert (
         finding["message"]
-        == "spec.secrets.service_account_json needs exactly one of fromEnv or fromZenmlSecret"
+        == "spec.secrets.service_account_json needs exactly one of fromEnv, fromInfra, fromZenmlSecret"
     )
     assert "fromEnv: VAR_NAME" in finding["hint"] and finding["line"]

@@ -47,7 +47,7 @@ def test_json_format_is_machine_readable():
     result = run("validate", str(EXAMPLES), "--format", "json")
     data = json.loads(result.output)
     assert data["ok"] is True
-    assert {e["name"] for e in data["environments"]} == {"dev", "staging", "prod", "local"}
+    assert {e["name"] for e in data["environments"]} == {"aws", "dev", "staging", "prod", "local"}
 
 
 def test_bad_option_is_a_usage_error():

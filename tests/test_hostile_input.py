@@ -78,7 +78,7 @@ def test_secret_pasted_where_a_variable_name_belongs_is_never_printed(examples: 
     connector = (
         (examples / "_base/connector.yaml")
         .read_text()
-        .replace("fromEnv: ${var.gcp_sa_key_env}", f"fromEnv: '{SECRET}'")
+        .replace("fromInfra: {module: base, output: service_account_key}", f"fromEnv: '{SECRET}'")
     )
     write(examples, {"_base/connector.yaml": connector})
     for fmt in ("human", "json", "github"):
@@ -178,7 +178,7 @@ def test_environment_folder_detection(examples: Path):
     assert [e["name"] for e in validate_json(examples / "local", "--no-policy").json["environments"]] == [
         "local"
     ]
-    assert len(validate_json(examples, "--no-policy").json["environments"]) == 4
+    assert len(validate_json(examples, "--no-policy").json["environments"]) == 5
 
 
 def test_empty_env_option_is_a_usage_error():

@@ -117,7 +117,7 @@ def test_update_of_configuration_and_labels_is_exact(repo: Path):
     assert "no changes" in apply(repo).output
 
 
-def test_flavor_change_replaces_the_component_and_the_stack_using_it(repo: Path):
+def test_flavor_change_replaces_the_component_and_updates_the_stack_in_place(repo: Path):
     assert apply(repo).exit_code == 0
     stack = (repo / "local/stack.yaml").read_text()
     write(
@@ -129,12 +129,12 @@ def test_flavor_change_replaces_the_component_and_the_stack_using_it(repo: Path)
         },
     )
     plan = stackward(repo, "plan", "--env", "local")
-    assert "local: +0 ~0 -0 ±2" in plan.output
-    assert "WARNING: 2 resource(s) will be destroyed or replaced" in plan.output
+    assert "local: +0 ~1 -0 ±1" in plan.output
+    assert "WARNING: 1 resource(s) will be destroyed or replaced" in plan.output
     assert (
         "because flavor changes from local to local_docker (ZenML cannot change it in place)" in plan.output
     )
-    assert "because its component local-orchestrator is deleted or replaced" in plan.output
+    assert "because updated in place to its re-created components (it keeps its id" in plan.output
     assert apply(repo).exit_code == 0
     zenml = zenml_state(state_of(repo), "local")
     assert zenml["components"]["local-orchestrator"]["flavor"] == "local_docker"
@@ -317,8 +317,11 @@ def test_secret_values_never_reach_plans_outputs_or_the_ledger(repo: Path, tmp_p
     ]:
         assert "hunter2" not in text
     assert zenml_state(state_of(repo), "local")["connectors"]["local-registry"]["auth_method"] == "password"
-    monkeypatch.setenv("LOCAL_REGISTRY_PASSWORD", "rotated-s3cr3t")
-    assert "no changes" in apply(repo).output  # references are compared, never values
+    monkeypatch.setenv("LOCAL_REGISTRY_PASSWORD", "rotated-s3cr3t")  # rotated: compared, never shown
+    rotated = apply(repo)
+    assert "secrets.password: (sensitive) -> (sensitive, changed)" in rotated.output
+    assert "rotated-s3cr3t" not in rotated.output
+    assert "no changes" in apply(repo).output
 
 
 def test_a_missing_secret_variable_names_the_variable_and_stops(repo: Path, monkeypatch):
@@ -329,7 +332,7 @@ def test_a_missing_secret_variable_names_the_variable_and_stops(repo: Path, monk
     assert result.exit_code == 1
     assert (
         "local: nothing was applied: these environment variables are not set: "
-        "LOCAL_REGISTRY_PASSWORD (secret password of connector local-registry)" in result.output
+        "LOCAL_REGISTRY_PASSWORD (secret password of ServiceConnector local-registry)" in result.output
     )
     assert "local-stack" not in zenml_state(state_of(repo), "local")["stacks"]
     assert not (state_of(repo) / "local/terraform.tfstate").exists()  # not even Terraform ran
@@ -413,7 +416,8 @@ def test_renaming_a_component_a_stack_uses_applies(repo: Path):
     assert apply(repo).exit_code == 0
     _stack_with_builder(repo, "local-builder2")
     plan = stackward(repo, "plan", "--env", "local")
-    assert "because its component local-builder is deleted or replaced" in plan.output
+    assert "components.image_builder: local-builder -> local-builder2" in plan.output
+    assert "- zenml.StackComponent.local-builder" in plan.output
     result = apply(repo)
     assert result.exit_code == 0, result.output
     zenml = zenml_state(state_of(repo), "local")
@@ -484,10 +488,11 @@ def test_a_missing_zenml_secret_stops_before_anything_changes(repo: Path):
     )
     result = apply(repo)
     assert result.exit_code == 1
-    assert (
-        "these ZenML secrets do not exist or lack the key: regcreds.password, regcreds.username"
-        in result.output
-    )
+    for key, line in (("username", 8), ("password", 9)):
+        assert (
+            f"local/registry.yaml:{line}: ServiceConnector local-registry uses key {key} of ZenML secret "
+            "regcreds, which is not in the ZenML store and no Secret of this environment declares it"
+        ) in result.output
     assert not (state_of(repo) / "local/terraform.tfstate").exists()
 
 

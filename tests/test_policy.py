@@ -13,7 +13,7 @@ from opa_standin import OpaStandIn
 POLICIES = EXAMPLES.parent / "policies"
 KEYED_PROD = (
     "apiVersion: stackward.dev/v1alpha1\nkind: ServiceConnector\nmetadata:\n  name: prod-gcp\nspec:\n"
-    "  authMethod: service-account\n  secrets:\n    service_account_json: {fromEnv: GCP_KEY_PROD}\n"
+    "  authMethod: service-account\n  secrets:\n    service_account_json: {fromEnv: GCP_KEY_PROD, fromInfra: null}\n"
 )
 
 
@@ -131,7 +131,7 @@ def test_syntax_error_in_a_policy_fails_closed(examples: Path, policies: Path):
     assert result.exit_code == 1
     (finding,) = result.findings("policy.load")
     assert finding["file"].endswith("broken.rego")
-    assert finding["environments"] == ["dev", "local", "prod", "staging"]
+    assert finding["environments"] == ["aws", "dev", "local", "prod", "staging"]
 
 
 def test_invalid_environment_is_not_evaluated_and_still_fails(examples: Path, policies: Path):
@@ -256,7 +256,7 @@ def test_policy_input_document(examples: Path):
         "drift": "report",
         "zenml": {"mode": "server"},
     }
-    assert document["environments"] == ["dev", "local", "prod", "staging"]
+    assert document["environments"] == ["aws", "dev", "local", "prod", "staging"]
     connector = next(r for r in document["resources"] if r["kind"] == "ServiceConnector")
     assert connector["source"]["file"].endswith("prod/connector.yaml") and connector["source"]["line"] == 7
     assert document["pull_request"]["labels"] == ["infra"]

@@ -26,7 +26,8 @@ CONNECTOR = (
 KEYLESS = CONNECTOR + "  authMethod: implicit\n  secrets: null\n"
 KEYED = CONNECTOR + "  authMethod: service-account\n"
 KEYED_PROD = (
-    KEYED.replace("staging-gcp", "prod-gcp") + "  secrets:\n    service_account_json: {fromEnv: GCP_KEY}\n"
+    KEYED.replace("staging-gcp", "prod-gcp")
+    + "  secrets:\n    service_account_json: {fromEnv: GCP_KEY, fromInfra: null}\n"
 )
 HOOK = (
     'resource "terraform_data" "hook" {\n'
@@ -106,7 +107,7 @@ def test_the_input_carries_each_environment_as_the_base_branch_has_it(
     assert set(bases) == {"prod"}  # `new` has no base version: input.base is null
     base = bases["prod"]
     assert base["environment"]["labels"] == {"environment": "prod", "team": "ml-platform"}
-    assert base["environments"] == ["dev", "local", "prod", "staging"]
+    assert base["environments"] == ["aws", "dev", "local", "prod", "staging"]
     connector = next(r for r in base["resources"] if r["kind"] == "ServiceConnector")
     assert connector["spec"]["authMethod"] == "implicit"
     assert (
@@ -128,7 +129,7 @@ def test_no_policy_loaded_fails_closed(examples: Path, tmp_path: Path, layout: s
     assert result.exit_code == 1
     (finding,) = result.findings("policy.none")
     assert finding["severity"] == "error"
-    assert finding["environments"] == ["dev", "local", "prod", "staging"]
+    assert finding["environments"] == ["aws", "dev", "local", "prod", "staging"]
     assert finding["message"].startswith(f"no policies loaded from {policies}")
     assert (
         "turn the gate off explicitly" in finding["hint"] and "STACKWARD_POLICY_GATE=false" in finding["hint"]

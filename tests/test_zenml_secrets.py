@@ -124,7 +124,6 @@ class World:
             and not p.name.startswith("terraform.tfstate")
             and p.name != "tfplan"
         ]
-        assert self.state / "local" / "ledger.jsonl" in files
         texts = [*self.outputs, *(p.read_text(errors="replace") for p in files)]
         for canary in self.canaries:
             leaks = [t[:200] for t in texts if canary in t or canary.removeprefix("canary-") in t]
@@ -191,6 +190,7 @@ def test_secrets_and_terraform_keys_reach_zenml_rotate_and_are_pruned(world: Wor
     assert store["tracker_environment"] == {"MLFLOW_TRACKING_INSECURE_TLS": "false"}
     assert store["tracker_secrets"] == ["local-mlflow"]
     _no_changes(world.plan("again.json"))
+    assert (world.state / "local" / "ledger.jsonl").exists()  # checked for canaries below
 
     # Rotation: new values behind the same references (a variable, a Terraform output).
     new_user, new_seed = world.canary("TRACKING_USER"), world.canary("key")
@@ -250,13 +250,42 @@ def test_a_referenced_secret_nobody_declares_stops_the_plan_before_any_change(wo
     assert "pasword" in validated.output and "secrets.yaml:" in validated.output
 
 
-def test_a_component_flavor_change_keeps_the_stack_and_its_id(world: World):
+RUN_PIPELINE = """
+from zenml import pipeline, step
+from zenml.client import Client
+
+Client().activate_stack("local-stack")
+
+
+@step
+def hello() -> int:
+    return 1
+
+
+@pipeline
+def training():
+    hello()
+
+
+training()
+"""
+RUN_STACK = """
+import json
+from zenml.client import Client
+run = Client().list_pipeline_runs(size=1).items[0]
+print(json.dumps({"stack_id": str(run.stack.id) if run.stack else None}))
+"""
+
+
+def test_a_component_flavor_change_keeps_the_stack_its_id_and_its_runs(world: World):
     world.canary("key"), world.canary("TRACKING_USER")
+    stack = world.repo / "local/stack.yaml"  # a stack pipelines run on here (no MLflow installed)
+    stack.write_text(stack.read_text().replace(STACK_WITH_TRACKER, "    orchestrator: local-orchestrator\n"))
     assert world.run("apply").exit_code == 0
     _no_changes(world.plan("applied.json"))
+    zenml_run(world.state, "local", RUN_PIPELINE, world.server)  # history that must stay linked
     before = world.store()
     assert before["orchestrator"] == ["local"]
-    stack = world.repo / "local/stack.yaml"
     stack.write_text(
         stack.read_text().replace(
             "  type: orchestrator\n  flavor: local\n", "  type: orchestrator\n  flavor: local_docker\n"
@@ -267,10 +296,59 @@ def test_a_component_flavor_change_keeps_the_stack_and_its_id(world: World):
     assert "± zenml.StackComponent.local-orchestrator  (replace)" in planned.output
     assert "~ zenml.Stack.local-stack" in planned.output
     assert "components.orchestrator: local-orchestrator -> local-orchestrator (re-created)" in planned.output
-    assert "note: no pipeline has run on this stack yet" in planned.output
+    assert "note: the runs of training stay linked to this stack" in planned.output
     applied = world.run("apply", "--plan", str(world.root / "plan.json"))
     assert applied.exit_code == 0, applied.output
     after = world.store()
     assert after["stack_id"] == before["stack_id"]
+    run_stack = json.loads(zenml_run(world.state, "local", RUN_STACK, world.server).strip().splitlines()[-1])
+    assert run_stack["stack_id"] == before["stack_id"]
     assert after["orchestrator"] == ["local_docker"]
     _no_changes(world.plan("again.json"))
+
+
+IMPLICIT = HEAD + (
+    "kind: ServiceConnector\nmetadata: {name: local-cloud}\n"
+    "spec:\n  type: aws\n  authMethod: implicit\n  configuration: {region: eu-west-1}\n"
+)
+
+
+def test_implicit_auth_a_server_refuses_is_reported_at_plan(world: World):
+    world.canary("key"), world.canary("TRACKING_USER")
+    write(world.repo, {"local/cloud.yaml": IMPLICIT})
+    planned = world.plan()
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads((world.root / "plan.json").read_text())
+    (warnings,) = [e["warnings"] for e in plan["environments"]]
+    if world.server:  # the server was started without ZENML_ENABLE_IMPLICIT_AUTH_METHODS
+        (warning,) = warnings
+        assert "ServiceConnector local-cloud uses implicit authentication" in warning
+        assert "set ZENML_ENABLE_IMPLICIT_AUTH_METHODS=true in the server's environment" in warning
+        assert "warning: ServiceConnector local-cloud" in planned.output
+    else:  # an embedded store: the pipelines' own process decides, nothing to say at plan
+        assert warnings == []
+
+
+VERIFIED = HEAD + (
+    "kind: ServiceConnector\nmetadata: {name: local-aws}\n"
+    "spec:\n  type: aws\n  authMethod: secret-key\n  configuration: {region: eu-west-1}\n  verify: true\n"
+    "  secrets:\n    aws_access_key_id: {fromEnv: AWS_KEY_ID}\n    aws_secret_access_key: {fromEnv: AWS_KEY}\n"
+)
+
+
+def test_a_connector_that_fails_verification_blocks_the_apply(world: World):
+    """The keys cannot reach AWS from here (no network): ZenML's verification fails."""
+    world.canary("key"), world.canary("TRACKING_USER"), world.canary("AWS_KEY_ID"), world.canary("AWS_KEY")
+    write(world.repo, {"local/cloud.yaml": VERIFIED})
+    planned = world.plan()
+    assert planned.exit_code != 0
+    assert "connector verification failed, so nothing can be applied" in planned.output
+    assert "ServiceConnector local-aws: connector authorization failure" in planned.output
+    applied = world.run("apply")
+    assert applied.exit_code != 0 and "connector verification failed" in applied.output
+    assert not (world.state / "local" / "ledger.jsonl").exists()  # nothing was started
+    # Off by default; the option turns it on for every connector.
+    write(world.repo, {"local/cloud.yaml": VERIFIED.replace("  verify: true\n", "")})
+    assert world.plan().exit_code == 0
+    assert "connector verification failed" in world.run("plan", "--verify-connectors").output
+    world.assert_no_canary_leaked()

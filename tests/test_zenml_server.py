@@ -152,27 +152,27 @@ def test_secret_values_reach_the_store_and_nothing_else(setup: Setup, tmp_path: 
     }
 
 
-def test_a_changed_secret_shows_only_as_sensitive(setup: Setup, tmp_path: Path, monkeypatch):
+def test_a_rotated_secret_shows_only_as_changed(setup: Setup, tmp_path: Path, monkeypatch):
     old, new = _canary(), _canary()
     monkeypatch.setenv("REGISTRY_PASSWORD", _canary())
     monkeypatch.setenv("CLUSTER_TOKEN", old)
     assert setup.apply().exit_code == 0
-    # A new value behind the same reference: values are never read back, so nothing shows.
-    monkeypatch.setenv("CLUSTER_TOKEN", new)
-    same = setup.plan(tmp_path / "same.json")
-    _assert_no_changes(same)
-    # The token read from another variable: the change shows, its values do not.
-    monkeypatch.setenv("CLUSTER_TOKEN_NEXT", new)
+    # The same value read from another variable: nothing to change.
+    monkeypatch.setenv("CLUSTER_TOKEN_NEXT", old)
     connectors = CONNECTORS.replace("{fromEnv: CLUSTER_TOKEN}", "{fromEnv: CLUSTER_TOKEN_NEXT}")
     write(setup.repo, {"local/connectors.yaml": connectors})
+    same = setup.plan(tmp_path / "same.json")
+    _assert_no_changes(same)
+    # A new value behind the reference: compared with the live one in the worker, shown as changed.
+    monkeypatch.setenv("CLUSTER_TOKEN_NEXT", new)
     changed = setup.plan(tmp_path / "changed.json")
     assert changed.exit_code == 0, changed.output
     assert "~ zenml.ServiceConnector.local-cluster" in changed.output
-    assert "secrets: (sensitive) -> (sensitive)" in changed.output
+    assert "secrets.token: (sensitive) -> (sensitive, changed)" in changed.output
     cluster = _changes(tmp_path / "changed.json")
     assert list(cluster) == ["zenml.ServiceConnector.local-cluster"]
     assert cluster["zenml.ServiceConnector.local-cluster"]["fields"] == [
-        {"path": "secrets", "before": "(sensitive)", "after": "(sensitive)"}
+        {"path": "secrets.token", "before": "(sensitive)", "after": "(sensitive, changed)"}
     ]
     applied = setup.apply()
     assert applied.exit_code == 0, applied.output

@@ -154,14 +154,33 @@ def _translate(error: ValidationError, base: JsonPath) -> list[tuple[JsonPath, s
             (path, f"{_label(path)} lists an entry more than once", hint or "remove the repeated entries")
         ]
     if keyword in ("minProperties", "maxProperties") and "fromEnv" in schema.get("properties", {}):
-        return [(path, f"{_label(path)} needs exactly one of fromEnv or fromZenmlSecret", hint)]
+        sources = ", ".join(schema.get("properties", {}))
+        return [(path, f"{_label(path)} needs exactly one of {sources}", hint)]
     if keyword in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"):
         bound = "at least" if keyword.startswith("min") else "at most"
         unit = "characters" if keyword.endswith("Length") else "entries"
         message = f"{_label(path)} must have {bound} {error.validator_value} {unit}"
         return [(path, message, hint or f"give {bound} {error.validator_value} {unit}")]
+    if keyword == "not" and isinstance(error.validator_value, dict) and error.validator_value.get("required"):
+        together = " and ".join(error.validator_value["required"])
+        return [
+            (
+                path,
+                f"{_label(path)}: {together} cannot be used together",
+                error.validator_value.get("x-hint", ""),
+            )
+        ]
     if keyword in ("not", "false"):
         return [(path, f"{_label(path)} is not allowed here", hint or "remove it")]
+    if keyword in ("minimum", "maximum"):
+        bound = "at least" if keyword == "minimum" else "at most"
+        return [
+            (
+                path,
+                f"{_label(path)} must be {bound} {error.validator_value}",
+                hint or f"give a number {bound} {error.validator_value}",
+            )
+        ]
     if keyword == "dependentRequired":
         message = error.message.replace("is a dependency of", "is required by")
         return [(path, message, hint or "add the key it names, or remove the key that needs it")]

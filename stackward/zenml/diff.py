@@ -26,13 +26,26 @@ def _secret_prefix(reg: Registration) -> str:
     return "values" if reg.kind == "Secret" else "secrets"
 
 
-def _comparable(reg: Registration) -> dict:
+def _unset_keys(want: Registration, have: Registration) -> frozenset[str]:
+    """Configuration keys the store has, the spec does not set, and the spec did not change
+    since stackward last wrote it: values ZenML filled in (defaults its validators set), which
+    are not the spec's to manage. After a spec change every key counts, so a key taken out of
+    the spec is unset."""
+    config = have.fields.get("configuration")
+    if not isinstance(config, dict) or want.labels.get(SPEC_HASH) != have.labels.get(SPEC_HASH):
+        return frozenset()
+    return frozenset(k for k in config if k not in want.fields.get("configuration", {}))
+
+
+def _comparable(reg: Registration, ignored: frozenset[str] = frozenset()) -> dict:
     """Fields a plan compares: secret values are compared by the worker (see SecretStatus),
     and secrets have no labels in ZenML."""
     fields = dict(reg.fields)
     config = fields.get("configuration")
     if isinstance(config, dict):
-        fields["configuration"] = {k: v for k, v in config.items() if k not in reg.secret_keys}
+        fields["configuration"] = {
+            k: v for k, v in config.items() if k not in reg.secret_keys and k not in ignored
+        }
     if reg.kind != "Secret":
         fields["labels"] = {k: v for k, v in reg.labels.items() if k != SPEC_HASH}
     return fields
@@ -118,7 +131,7 @@ def plan_registrations(
             changes.append(_conflict(want, current))
             continue
         reason = _replace_reason(want.kind, want, current)
-        fields = diff_fields(_comparable(current), _comparable(want))
+        fields = diff_fields(_comparable(current, _unset_keys(want, current)), _comparable(want))
         fields += _secret_changes(want, current, secret_status.get((want.kind, want.name), {}))
         if reason:
             changes.append(

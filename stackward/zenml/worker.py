@@ -82,14 +82,14 @@ class Worker:
         """Add or remove `name` in the environment's ownership record of secrets."""
         record = ownership_record(env)
         try:
-            self.client.get_secret(record, allow_partial_name_match=False)
+            listed = self.client.get_secret(record, allow_partial_name_match=False).secret_values
         except KeyError:
             if owned:
                 self.client.create_secret(record, {name: "owned"})
             return
         if owned:
             self.client.update_secret(record, add_or_update_values={name: "owned"})
-        else:
+        elif name in listed:
             self.client.update_secret(record, remove_values=[name])
 
     def _secret_change(self, op: dict, key: tuple) -> None:

@@ -165,3 +165,11 @@ def test_secrets_are_made_before_what_uses_them_and_deleted_after():
         ("delete", "StackComponent", "gone"),
         ("delete", "Secret", "old"),
     ]
+
+
+def test_values_zenml_fills_in_are_not_a_change_but_a_key_taken_out_of_the_spec_is():
+    have = component("orch")
+    have.fields["configuration"]["instance_type"] = "ml.m5.xlarge"  # set by ZenML's validator
+    assert plan_registrations(ENV, [component("orch")], [have])[0].action is Action.NO_OP
+    (change,) = plan_registrations(ENV, [component("orch", spec_hash="h2")], [have])
+    assert change.fields == (FieldChange("configuration.instance_type", "ml.m5.xlarge", None),)
