@@ -1,8 +1,10 @@
 """The example environments validate clean and resolve the way the docs say."""
 
+import shutil
 from pathlib import Path
 
 from conftest import EXAMPLES, run, validate_json
+from zenml_tools import copy_store, zenml_state
 
 from stackward.spec.discover import discover
 from stackward.spec.resolve import Resolver
@@ -150,3 +152,39 @@ def test_aws_module_is_offline_and_marks_credentials_sensitive():
     for name in ("mlflow_password", "iam_access_key_id", "iam_secret_access_key"):
         block = outputs[outputs.index(f'output "{name}"') :]
         assert "sensitive = true" in block[: block.index("}\n")], name
+
+
+def test_aws_example_validates_plans_and_applies_against_an_offline_store(
+    tmp_path: Path, store_template: Path, monkeypatch
+):
+    """ZenML's AWS stack guide as specs: an embedded store, Terraform's built-in resources only."""
+    root = tmp_path / "environments"
+    shutil.copytree(EXAMPLES / "aws", root / "aws")
+    shutil.copytree(EXAMPLES / "_modules", root / "_modules")
+    monkeypatch.setenv("STACKWARD_POLICIES", str(EXAMPLES.parent / "policies"))
+    state = tmp_path / "state"
+    copy_store(store_template, state, "aws")
+    common = ("--env", "aws", "--state-dir", str(state))
+    assert run("validate", str(root), "--env", "aws").exit_code == 0
+    planned = run("plan", str(root), *common)
+    assert planned.exit_code == 0, planned.output
+    for address in (
+        "zenml.ServiceConnector.aws-connector",
+        "zenml.Secret.mlflow-tracking",
+        "zenml.StackComponent.aws-sagemaker-orchestrator",
+        "zenml.StackComponent.aws-kubernetes-orchestrator",
+        "zenml.Stack.aws-sagemaker-stack",
+        "zenml.Stack.aws-kubernetes-stack",
+    ):
+        assert f"+ {address}" in planned.output
+    applied = run("apply", str(root), *common)
+    assert applied.exit_code == 0, applied.output
+    again = run("plan", str(root), *common)
+    assert "aws: +0 ~0 -0 ±0" in again.output and "no changes" in again.output, again.output
+    stacks = zenml_state(state, "aws")["stacks"]
+    assert set(stacks["aws-sagemaker-stack"]["components"]) == {
+        "orchestrator",
+        "artifact_store",
+        "container_registry",
+        "experiment_tracker",
+    }

@@ -298,3 +298,24 @@ def test_random_multi_mutations_give_findings_never_exceptions(fuzz_root: Path, 
         victim.write_text(yaml.safe_dump_all(docs))
         _check(validate(fuzz_root, _environment_of(victim, fuzz_root) or "dev", catalog=catalog))
         victim.write_text(original)
+
+
+def test_specs_cannot_hand_the_runners_tokens_to_zenml_or_terraform(examples: Path):
+    environment = examples / "dev" / "environment.yaml"
+    text = environment.read_text()
+    environment.write_text(text.replace("GCP_PLAN_KEY_DEV", "GITHUB_TOKEN"))
+    write(
+        examples,
+        {
+            "dev/steal.yaml": "apiVersion: stackward.dev/v1alpha1\nkind: Secret\nmetadata: {name: dev-steal}\n"
+            "spec:\n  values:\n    token: {fromEnv: ACTIONS_ID_TOKEN_REQUEST_TOKEN}\n"
+        },
+    )
+    result = validate_json(examples, "--env", "dev")
+    assert result.exit_code == 1
+    found = {(Path(d["file"]).name, d["line"], d["path"]) for d in result.findings("secret.runner-variable")}
+    plan_line = next(i for i, line in enumerate(text.splitlines(), 1) if "GCP_PLAN_KEY_DEV" in line)
+    assert found == {
+        ("environment.yaml", plan_line, "$.spec.credentials.plan.GOOGLE_CREDENTIALS"),
+        ("steal.yaml", 6, "$.spec.values.token.fromEnv"),
+    }

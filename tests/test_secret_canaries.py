@@ -1,8 +1,8 @@
 """Canary values in every kind of secret input, and a pull request that tries to read them.
 
 The pull request adds a Terraform module that reads its own process environment into a
-resource (what an attacker would do with `file("/proc/self/environ")`) and a connector whose
-password (multi-line, like a key file) comes from a variable. The canaries must appear in none
+resource (what an attacker would do with `file("/proc/self/environ")`), and a connector and a
+ZenML Secret whose password (multi-line, like a key file) comes from a variable. The canaries must appear in none
 of the outputs: the PR comment, statuses, deployments, the job summary, the step outputs, the
 log (but for `::add-mask::`, one per line), the plan file, the ledger, the state folder (but
 for the ZenML store, where a connector's secret belongs), and the reconciler's status API,
@@ -36,6 +36,9 @@ FILES = {
     + "kind: ServiceConnector\nmetadata: {name: local-registry}\nspec:\n  type: docker\n  authMethod: password\n"
     "  configuration: {registry: registry.example}\n"
     "  secrets:\n    username: {fromEnv: REGISTRY_USER}\n    password: {fromEnv: REGISTRY_PASSWORD}\n",
+    "environments/local/secret.yaml": HEAD
+    + "kind: Secret\nmetadata: {name: local-registry-login}\n"
+    "spec:\n  values:\n    password: {fromEnv: REGISTRY_PASSWORD}\n",
 }
 
 

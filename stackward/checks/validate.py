@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackward.checks.references import check_promotion_cycles, check_references
+from stackward.checks.variables import check_variables
 from stackward.checks.zenml import check_zenml
 from stackward.diagnostics import Diagnostic, Severity, merge_diagnostics
 from stackward.errors import UsageError
@@ -88,7 +89,9 @@ def validate(
     environments = [resolver.resolve(name) for name in names]
     found: list[Diagnostic] = []
     for env in environments:
-        env_found = env.diagnostics + check_references(env, repo) + check_zenml(env, catalog)
+        env_found = (
+            env.diagnostics + check_references(env, repo) + check_zenml(env, catalog) + check_variables(env)
+        )
         found += [d.for_environment(env.name) for d in _without_echoes(env_found)]
     if len(environments) == len(repo.environments):
         found += check_promotion_cycles(environments)
