@@ -36,8 +36,7 @@ FILES = {
     + "kind: ServiceConnector\nmetadata: {name: local-registry}\nspec:\n  type: docker\n  authMethod: password\n"
     "  configuration: {registry: registry.example}\n"
     "  secrets:\n    username: {fromEnv: REGISTRY_USER}\n    password: {fromEnv: REGISTRY_PASSWORD}\n",
-    "environments/local/secret.yaml": HEAD
-    + "kind: Secret\nmetadata: {name: local-registry-login}\n"
+    "environments/local/secret.yaml": HEAD + "kind: Secret\nmetadata: {name: local-registry-login}\n"
     "spec:\n  values:\n    password: {fromEnv: REGISTRY_PASSWORD}\n",
 }
 
