@@ -10,6 +10,7 @@ from stackward.checks.validate import Report
 from stackward.github.comment_body import ApplyRow, apply_comment
 from stackward.output.github import annotation, stop_commands
 from stackward.plan.refusals import Reviewed
+from stackward.policy.input import PullRequest
 from stackward.spec.model import Environment
 
 
@@ -21,10 +22,11 @@ def apply(
     reviewed: dict[str, Reviewed],
     *,
     policies_ref: str | None = None,
+    pull_request: PullRequest | None = None,
 ) -> int:
     """Apply the environments in `reviewed` (each held to its reviewed plan hash, or to nothing
     for a dispatch) at commit `sha`, gated by the policies at `policies_ref` (else the working
-    tree's), and report on pull request `number` when there is one."""
+    tree's; `pull_request` in their input), and report on pull request `number` when there is one."""
     pipeline = run.pipeline
     run.output(environments=",".join(reviewed))
     if not report.ok:
@@ -49,7 +51,7 @@ def apply(
 
     rows: list[ApplyRow] = []
     for applied in pipeline.apply(
-        report, environments, reviewed, on_start=started, policies_ref=policies_ref
+        report, environments, reviewed, on_start=started, policies_ref=policies_ref, pull_request=pull_request
     ):
         name, deployment = applied.environment, deployments.get(applied.environment)
         if applied.skipped:

@@ -7,6 +7,7 @@ import click
 
 from action.context import Run
 from stackward.github import templates
+from stackward.github.approvals import pull_request_context
 from stackward.github.changed import changed_files, removed_environments, touched_environments
 from stackward.github.comment_body import (
     EnvironmentOutcome,
@@ -16,7 +17,6 @@ from stackward.github.comment_body import (
 )
 from stackward.output.github import annotation, stop_commands
 from stackward.pipeline import PlanOutcome
-from stackward.policy.input import PullRequest
 
 PLAN_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 
@@ -46,6 +46,7 @@ def handle(run: Run) -> int:
         notes.append(templates.DRAFT)
     checked_only = fork or run.settings.mode == "validate"
     outcome = _outcome(run, report, names, pr, number, checked_only, notes)
+    run.found(outcome.findings)
     existing = run.plan_comment(number)
     state = outcome.state(planned=not checked_only)
     run.client.upsert_comment(number, comment_bodies(outcome, state), existing)
@@ -82,12 +83,8 @@ def _outcome(
             if env in outcomes and diag.is_error:
                 outcomes[env].validation_errors += 1
     valid = [e for e in report.environments if e.name in outcomes and not outcomes[e.name].validation_errors]
-    pull_request = PullRequest(
-        number,
-        (pr.get("user") or {}).get("login", ""),
-        tuple(label["name"] for label in pr.get("labels", [])),
-        pr["base"]["sha"],
-        pr["head"]["sha"],
+    pull_request = pull_request_context(
+        run.client, report.repo, report.environments, {**pr, "number": number}, policies=run.settings.policies
     )
     planned = run.pipeline.plan(
         report, valid, compute=not checked_only, pull_request=pull_request, policies_ref=pr["base"]["sha"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from action import deploy
 from action.context import Run
+from stackward.github.approvals import pull_request_context
 from stackward.github.changed import GitError
 
 
@@ -54,7 +55,19 @@ def handle(run: Run) -> int:
         return 1
     report = run.validated()
     base = base_before(report.repo.repo_root, sha, event.get("before"))
-    return deploy.apply(run, report, sha, pull.number, dict(found.state.plans), policies_ref=base)
+    merged = {  # the merged pull request, its reviews read again: approval rules hold at apply too
+        "number": pull.number,
+        "base": {"sha": base},
+        "head": {"sha": pull.head.sha},
+        "user": {"login": pull.user.login if pull.user else ""},
+        "labels": [{"name": label.name} for label in pull.labels],
+    }
+    context = pull_request_context(
+        run.client, report.repo, report.environments, merged, policies=run.settings.policies
+    )
+    return deploy.apply(
+        run, report, sha, pull.number, dict(found.state.plans), policies_ref=base, pull_request=context
+    )
 
 
 def base_before(repo_root: Path, sha: str, before: str | None) -> str:

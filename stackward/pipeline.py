@@ -201,15 +201,19 @@ class Pipeline:
 
     # -- apply ------------------------------------------------------------------------------
     def gate(
-        self, report: Report, env: Environment, policies_ref: str | None = None
+        self,
+        report: Report,
+        env: Environment,
+        policies_ref: str | None = None,
+        pull_request: PullRequest | None = None,
     ) -> Callable[[Planned], None]:
         """The policy gate on a fresh plan (the policies as they are at `policies_ref`, when
-        given): ApplyRefused naming each deny, or when the policies cannot be read or evaluated
-        (it fails closed)."""
+        given; `pull_request` the merged pull request, its reviews read again): ApplyRefused
+        naming each deny, or when the policies cannot be read or evaluated (it fails closed)."""
 
         def check(planned: Planned) -> None:
             try:
-                options = self.policy_options(base_ref=policies_ref)
+                options = self.policy_options(base_ref=policies_ref, pull_request=pull_request)
                 found = policy_findings([env], report, {env.name: planned}, options)
             except StackwardError as exc:
                 raise ApplyRefused(
@@ -232,12 +236,13 @@ class Pipeline:
         reviewed: Reviewed,
         on_plan: Callable[[Planned], None] | None = None,
         policies_ref: str | None = None,
+        pull_request: PullRequest | None = None,
         reason: str = "apply",
     ) -> ApplyResult:
         """Apply one environment, held to `reviewed`, through the gates: durable state on an
         ephemeral runner, the promotion order, and the policies (as they are at `policies_ref`,
-        when given)."""
-        gate = self.gate(report, env, policies_ref)
+        when given, with the merged `pull_request` in their input)."""
+        gate = self.gate(report, env, policies_ref, pull_request)
         store = self.store(report, env)
 
         def check(planned: Planned) -> None:
@@ -281,6 +286,7 @@ class Pipeline:
         on_start: Callable[[Environment], None] | None = None,
         on_plan: Callable[[Planned], None] | None = None,
         policies_ref: str | None = None,
+        pull_request: PullRequest | None = None,
     ) -> Iterator[Applied]:
         """Apply in promotion order, one result per environment as it ends; after a failure,
         the environments left are skipped (a change reaches prod only through staging).
@@ -295,7 +301,12 @@ class Pipeline:
                 on_start(env)
             try:
                 result = self.apply_one(
-                    report, env, reviewed=reviewed.get(env.name), on_plan=on_plan, policies_ref=policies_ref
+                    report,
+                    env,
+                    reviewed=reviewed.get(env.name),
+                    on_plan=on_plan,
+                    policies_ref=policies_ref,
+                    pull_request=pull_request,
                 )
             except StackwardError as exc:  # this environment's (its store, Terraform, ZenML, lock)
                 failed = True

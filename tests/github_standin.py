@@ -58,6 +58,7 @@ class Token:
     login: str
     installation: bool = True  # the Actions token or an App's: GET /user is refused
     read_only: bool = False  # a fork's pull_request token: every write is refused
+    reads_teams: bool = False  # organization members: read (the Actions token never has it)
 
     @property
     def user(self) -> dict:
@@ -95,6 +96,9 @@ class GitHubStandIn:
         self.deployment_statuses: dict[int, list[dict]] = {}
         self.commit_pulls: dict[str, list[dict]] = {}
         self.issues: list[dict] = []
+        self.reviews: dict[int, list[dict]] = {}  # pull request -> its reviews, oldest first
+        self.review_requests: dict[int, tuple[list[str], list[str]]] = {}  # -> (users, team slugs)
+        self.teams: dict[str, list[str]] = {}  # "org/slug" -> member logins
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self._ids = iter(range(1000, 10**9))
@@ -122,6 +126,20 @@ class GitHubStandIn:
 
     def contexts(self, sha: str) -> list[tuple[str, str]]:
         return [(s["context"], s["state"]) for s in self.statuses.get(sha, [])]
+
+    def review(self, number: int, user: str, state: str, commit_id: str) -> None:
+        """Record a review of pull request `number` (state APPROVED, CHANGES_REQUESTED, ...)."""
+        review = {
+            "id": next(self._ids),
+            "user": {**copy.deepcopy(USER_TEMPLATE), "login": user, "type": "User"},
+            "body": "",
+            "state": state,
+            "commit_id": commit_id,
+            "submitted_at": "2026-11-22T12:00:00Z",
+            "html_url": f"{self.url}/{self.repository}/pull/{number}",
+            "pull_request_url": f"{self.url}/repos/{self.repository}/pulls/{number}",
+        }
+        self.reviews.setdefault(number, []).append(review)
 
     def merged(self, sha: str, number: int, head_sha: str) -> None:
         """Record that commit `sha` is the merge of pull request `number` (head `head_sha`)."""
@@ -198,6 +216,10 @@ class GitHubStandIn:
                 if path in ("/user", "/graphql"):
                     self.reply(*standin._identity(method, path, token, self))
                     return
+                if path.startswith(("/orgs/", "/organizations/")):
+                    with standin._lock:
+                        self.reply(*standin._team(method, path, token))
+                    return
                 if not path.startswith(prefix):
                     self.reply(404, {"message": "Not Found"})
                     return
@@ -235,6 +257,51 @@ class GitHubStandIn:
             return 200, token.user, {}
         if path == "/graphql" and method == "POST" and "viewer" in request.body().get("query", ""):
             return 200, {"data": {"viewer": {"login": token.login}}}, {}
+        return 404, {"message": "Not Found"}, {}
+
+    def _team(self, method: str, path: str, token: Token) -> tuple[int, object, dict]:
+        """An organization's team and its members, as GitHub answers a token with members: read;
+        a token without it (the Actions token) is refused."""
+        if method != "GET":
+            return 404, {"message": "Not Found"}, {}
+        if not token.reads_teams:
+            return (
+                403,
+                token.refusal("teams/teams#get-a-team-by-name"),
+                {"X-Accepted-GitHub-Permissions": "members=read"},
+            )
+        if m := re.fullmatch(r"/orgs/([^/]+)/teams/([^/]+)", path):
+            team = f"{m.group(1)}/{m.group(2)}"
+            if team not in self.teams:
+                return 404, {"message": "Not Found"}, {}
+            number = sorted(self.teams).index(team) + 1
+            return (
+                200,
+                {
+                    "id": number,
+                    "slug": m.group(2),
+                    "name": m.group(2),
+                    "url": f"{self.url}/organizations/1/team/{number}",
+                    "members_url": f"{self.url}/organizations/1/team/{number}/members{{/member}}",
+                },
+                {},
+            )
+        members = re.fullmatch(r"/orgs/([^/]+)/teams/([^/]+)/members", path)
+        if members and f"{members.group(1)}/{members.group(2)}" not in self.teams:
+            return 404, {"message": "Not Found"}, {}
+        if members or (m := re.fullmatch(r"/organizations/1/team/(\d+)/members", path)):
+            team = (
+                f"{members.group(1)}/{members.group(2)}"
+                if members
+                else sorted(self.teams)[int(m.group(1)) - 1]
+            )
+            return (
+                200,
+                [{**copy.deepcopy(USER_TEMPLATE), "login": u, "type": "User"} for u in self.teams[team]],
+                {},
+            )
+        if m := re.fullmatch(r"/orgs/([^/]+)", path):
+            return 200, {"login": m.group(1), "url": f"{self.url}/orgs/{m.group(1)}"}, {}
         return 404, {"message": "Not Found"}, {}
 
     def _refused(self, method: str, path: str, token: Token) -> tuple[int, dict, dict] | None:
@@ -333,6 +400,22 @@ class GitHubStandIn:
             }
             self.statuses.setdefault(m.group(1), []).append(status)
             return 201, status, {}
+        if (m := re.fullmatch(r"/pulls/(\d+)", path)) and method == "GET":
+            number = int(m.group(1))
+            known = [p for ps in self.commit_pulls.values() for p in ps if p["number"] == number]
+            return 200, known[0] if known else self._pull(number, "0" * 40, merged=False, merge_sha=""), {}
+        if (m := re.fullmatch(r"/pulls/(\d+)/reviews", path)) and method == "GET":
+            return 200, self.reviews.get(int(m.group(1)), []), {}
+        if (m := re.fullmatch(r"/pulls/(\d+)/requested_reviewers", path)) and method == "GET":
+            users, teams = self.review_requests.get(int(m.group(1)), ([], []))
+            return (
+                200,
+                {
+                    "users": [{**copy.deepcopy(USER_TEMPLATE), "login": u, "type": "User"} for u in users],
+                    "teams": [{"id": i + 1, "slug": t, "name": t} for i, t in enumerate(teams)],
+                },
+                {},
+            )
         if m := re.fullmatch(r"/commits/([0-9a-f]{40})/pulls", path):
             return 200, self.commit_pulls.get(m.group(1), []), {}
         if path == "/deployments" and method == "POST":

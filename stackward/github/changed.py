@@ -47,25 +47,31 @@ def _top_folder(repo: Repo, path: Path) -> str | None:
     return path.relative_to(repo.root).parts[0]
 
 
+def files_touching(repo: Repo, env: Environment, files: list[str], policies: Path | None = None) -> list[str]:
+    """The changed `files` (relative to the repository root) that touch `env`."""
+    policy_folder = (policies or repo.repo_root / "policies").resolve()
+    modules = _module_folders(env)
+    out = []
+    for name in files:
+        path = (repo.repo_root / name).resolve()
+        top = _top_folder(repo, path)
+        if (
+            path.is_relative_to(policy_folder)
+            or top == env.name
+            or (top is not None and top not in repo.environments and top in env.bases)
+            or any(path.is_relative_to(folder) for folder in modules)
+        ):
+            out.append(name)
+    return out
+
+
 def touched_environments(
     repo: Repo, environments: list[Environment], files: list[str], policies: Path | None = None
 ) -> list[str]:
     """Names of the environments the changed `files` (relative to the repository root) touch."""
-    touched: set[str] = set()
-    policy_folder = (policies or repo.repo_root / "policies").resolve()
-    for name in files:
-        path = (repo.repo_root / name).resolve()
-        if path.is_relative_to(policy_folder):
-            return sorted(e.name for e in environments)
-        top = _top_folder(repo, path)
-        if top is None:
-            continue
-        if top in repo.environments:
-            touched.add(top)
-            continue
-        for env in environments:
-            if top in env.bases or any(path.is_relative_to(folder) for folder in _module_folders(env)):
-                touched.add(env.name)
+    touched = {env.name for env in environments if files_touching(repo, env, files, policies)}
+    tops = {_top_folder(repo, (repo.repo_root / name).resolve()) for name in files}
+    touched |= {top for top in tops if top in repo.environments}  # also one that does not validate
     return sorted(touched)
 
 

@@ -216,6 +216,47 @@ class GitHubClient:
 
         return self._call(f"finding the pull request of {sha[:7]}", find)
 
+    def reviews(self, number: int) -> list[tuple[str, str, str, str]]:
+        """(reviewer, state, commit reviewed, when) of each review of pull request `number`, oldest first."""
+
+        def read() -> list[tuple[str, str, str, str]]:
+            pull = self.repo.get_pull(number)
+            return [
+                (
+                    r.user.login,
+                    r.state,
+                    r.commit_id or "",
+                    r.submitted_at.isoformat() if r.submitted_at else "",
+                )
+                for r in pull.get_reviews()
+                if r.user is not None
+            ]
+
+        return self._call(f"reading the reviews of #{number}", read)
+
+    def review_requests(self, number: int) -> tuple[list[str], list[str]]:
+        """The users and the teams (`org/slug`) whose review of pull request `number` is requested."""
+
+        def read() -> tuple[list[str], list[str]]:
+            users, teams = self.repo.get_pull(number).get_review_requests()
+            owner = self.repo.full_name.split("/")[0]
+            return [u.login for u in users], [f"{owner}/{t.slug}" for t in teams]
+
+        return self._call(f"reading the review requests of #{number}", read)
+
+    def team_members(self, team: str) -> list[str] | None:
+        """The logins of team `org/slug`, or None when the token may not read it (the Actions
+        token cannot read organization teams: give a token with members: read)."""
+        org, slug = team.split("/", 1)
+
+        def read() -> list[str]:
+            return [m.login for m in self._github.get_organization(org).get_team_by_slug(slug).get_members()]
+
+        try:
+            return self._call(f"reading the members of team {team}", read)
+        except GitHubError:
+            return None
+
     def deployment(self, sha: str, environment: str, description: str) -> Any:
         """A deployment of `sha` to `environment`, or None when GitHub refused it (see `_write`)."""
         return self._write(

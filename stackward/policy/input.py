@@ -15,8 +15,26 @@ from stackward.spec.model import Environment, Repo, Resource
 
 
 @dataclass(frozen=True)
+class Review:
+    """One review of the pull request: who, what they said, on which commit."""
+
+    user: str
+    state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED
+    commit_id: str
+    submitted_at: str = ""
+
+    def to_input(self) -> dict:
+        return {
+            "user": self.user,
+            "state": self.state,
+            "commit_id": self.commit_id,
+            "submitted_at": self.submitted_at,
+        }
+
+
+@dataclass(frozen=True)
 class PullRequest:
-    """What policies may know about the pull request being checked."""
+    """What policies may know about the pull request being checked (read again at merge)."""
 
     number: int
     author: str
@@ -24,8 +42,29 @@ class PullRequest:
     base_sha: str = ""
     head_sha: str = ""
     changed_files: tuple[str, ...] = field(default=())
+    environment_files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # env -> files touching it
+    reviews: tuple[Review, ...] = ()  # in the order submitted
+    requested_reviewers: tuple[str, ...] = ()
+    requested_teams: tuple[str, ...] = ()  # org/slug
+    code_owners: dict[str, tuple[str, ...]] = field(default_factory=dict)  # changed file -> @owners
+    teams: dict[str, tuple[str, ...]] = field(default_factory=dict)  # org/slug -> members (readable ones)
+    unreadable_teams: tuple[str, ...] = ()  # teams whose members the token could not read
 
-    def to_input(self) -> dict:
+    def approvals(self) -> list[dict]:
+        """Each reviewer whose latest review (comments aside) approves, with the commit approved
+        and whether that is the head commit planned. A dismissed or later changes-requested
+        review takes an approval back, as on GitHub."""
+        latest: dict[str, Review] = {}
+        for review in self.reviews:
+            if review.state != "COMMENTED":
+                latest[review.user.lower()] = review
+        return [
+            {"user": r.user, "commit_id": r.commit_id, "on_head": r.commit_id == self.head_sha}
+            for r in latest.values()
+            if r.state == "APPROVED"
+        ]
+
+    def to_input(self, environment: str = "") -> dict:
         return {
             "number": self.number,
             "author": self.author,
@@ -33,6 +72,14 @@ class PullRequest:
             "base_sha": self.base_sha,
             "head_sha": self.head_sha,
             "changed_files": list(self.changed_files),
+            "environment_files": list(self.environment_files.get(environment, ())),
+            "reviews": [r.to_input() for r in self.reviews],
+            "approvals": self.approvals(),
+            "requested_reviewers": list(self.requested_reviewers),
+            "requested_teams": list(self.requested_teams),
+            "code_owners": {f: list(o) for f, o in self.code_owners.items()},
+            "teams": {t: list(m) for t, m in self.teams.items()},
+            "unreadable_teams": list(self.unreadable_teams),
         }
 
 
@@ -79,5 +126,5 @@ def build_input(
         "base": base,
         "changes": changes or [],
         "terraform_plan": terraform_plan,
-        "pull_request": pull_request.to_input() if pull_request else None,
+        "pull_request": pull_request.to_input(env.name) if pull_request else None,
     }
