@@ -17,22 +17,26 @@ def is_runner_variable(name: str) -> bool:
     return name in RUNNER_VARIABLES or name.startswith(RUNNER_PREFIXES)
 
 
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}  # another shape is the schema's to report
+
+
 def _named(resource: Resource) -> list[tuple[JsonPath, str]]:
     """(path, variable name) for every variable a document names as a value's source."""
     spec = resource.spec
     out: list[tuple[JsonPath, str]] = []
     if resource.kind in ("ServiceConnector", "Secret"):
         field = "secrets" if resource.kind == "ServiceConnector" else "values"
-        for key, ref in (spec.get(field) or {}).items():
-            if isinstance(ref, dict) and isinstance(ref.get("fromEnv"), str):
+        for key, ref in _mapping(spec.get(field)).items():
+            if isinstance(_mapping(ref).get("fromEnv"), str):
                 out.append((("spec", field, key, "fromEnv"), ref["fromEnv"]))
     if resource.kind == "Environment":
-        for phase, sources in (spec.get("credentials") or {}).items():
-            for name, source in (sources or {}).items() if isinstance(sources, dict) else []:
+        for phase, sources in _mapping(spec.get("credentials")).items():
+            for name, source in _mapping(sources).items():
                 if isinstance(source, str):
                     out.append((("spec", "credentials", phase, name), source))
         for section, key in (("zenml", "apiKeyEnv"), ("state", "urlEnv")):
-            value = (spec.get(section) or {}).get(key) if isinstance(spec.get(section), dict) else None
+            value = _mapping(spec.get(section)).get(key)
             if isinstance(value, str):
                 out.append((("spec", section, key), value))
     return out

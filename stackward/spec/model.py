@@ -141,8 +141,10 @@ class Environment:
         out = []
         for resource in self.resources:
             if resource.kind in ("ServiceConnector", "Secret"):
-                refs = resource.spec.get("secrets" if resource.kind == "ServiceConnector" else "values")
-                out += [(resource, k, r) for k, r in (refs or {}).items() if isinstance(r, dict)]
+                refs = _mapping(
+                    resource.spec.get("secrets" if resource.kind == "ServiceConnector" else "values")
+                )
+                out += [(resource, k, r) for k, r in refs.items() if isinstance(r, dict)]
         return out
 
     def secret_variables(self) -> list[str]:
