@@ -97,14 +97,19 @@ def _path_argument(command: Callable) -> Callable:
 
 
 def _check_options(command: Callable) -> Callable:
-    """PATH, --env and --format, shared by the commands that check specs."""
+    """PATH, --env and --format, shared by the commands that check specs. Their report renders
+    in every format of stackward.output (its modules load only when used); `plan` prints plans,
+    in human text or JSON (`github` prints the human text)."""
+    from stackward.output import FORMATS, USES
+
+    formats = ["human", "json", "github"] if command.__name__ == "plan" else list(FORMATS)
     command = click.option(
         "--format",
         "fmt",
-        type=click.Choice(["human", "json", "github"]),
+        type=click.Choice(formats),
         default="human",
         show_default=True,
-        help="human for terminals, json for tools, github for workflow annotations.",
+        help=", ".join(f"{name} for {USES[name]}" for name in formats) + ".",
     )(command)
     command = click.option("--env", "env", metavar="NAME", help="Only this environment.")(command)
     return _path_argument(command)
