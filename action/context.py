@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -16,9 +16,11 @@ import click
 from pydantic import Field, field_validator
 
 from stackward.checks.validate import Report
+from stackward.diagnostics import Diagnostic, merge_diagnostics
 from stackward.errors import UsageError
 from stackward.github.client import FoundComment, GitHubClient
 from stackward.output.github import escape_data
+from stackward.output.sarif import render as render_sarif
 from stackward.pipeline import Pipeline
 from stackward.plan.changes import Plan
 from stackward.secrets import Scrubber, secret_values, unscrubbed
@@ -33,6 +35,7 @@ class ActionSettings(Settings):
         default_factory=list
     )  # only these (the `environments` input, comma-separated)
     api_backoff: float = 1.0  # seconds between GitHub API retries, growing per attempt
+    sarif_file: Path | None = None  # write the run's validation and policy findings here as SARIF
 
     @field_validator("environments", mode="before")
     @classmethod
@@ -82,7 +85,13 @@ class GitHubContext:
 
 def default_outputs() -> dict[str, str]:
     """The step outputs as they stand when a run ends before deciding them (fail closed)."""
-    return {"environments": "", "has-changes": "false", "policy-passed": "false", "plan-file": ""}
+    return {
+        "environments": "",
+        "has-changes": "false",
+        "policy-passed": "false",
+        "plan-file": "",
+        "sarif-file": "",
+    }
 
 
 def write_outputs(path: Path | None, outputs: dict[str, str]) -> None:
@@ -108,6 +117,8 @@ class Run:
     outputs: dict[str, str] = field(default_factory=default_outputs)
     refused: dict[str, None] = field(default_factory=dict)  # writes GitHub refused, in order
     scrub: Scrubber = field(default_factory=Scrubber)  # what the run writes anywhere goes through it
+    report: Report | None = None  # the validation of this run, once made
+    findings: list[Diagnostic] = field(default_factory=list)  # the policies' findings on this run
 
     @cached_property
     def pipeline(self) -> Pipeline:
@@ -158,7 +169,12 @@ class Run:
         """Every environment validated (no policies: they judge plans), its secrets masked."""
         report = self.pipeline.validate()
         mask_secrets(report)
+        self.report = report
         return report
+
+    def found(self, findings: list[Diagnostic]) -> None:
+        """Findings of this run besides validation's (the policies'), for the SARIF file."""
+        self.findings += findings
 
     def selected(self, names: list[str]) -> list[str]:
         """`names` narrowed to the `environments` setting, when it is set."""
@@ -173,12 +189,48 @@ class Run:
         path.write_text(self.scrub(plan.to_json()))
         self.output(**{"plan-file": str(path)})
 
+    def write_sarif(self) -> None:
+        """The run's validation and policy findings as SARIF, at the `sarif_file` setting (the
+        `sarif-file` input, the `sarif-file` output), for code scanning; nothing when it is not
+        set or nothing was validated. Findings are scrubbed like everything the run writes."""
+        path = self.settings.sarif_file
+        if path is None or self.report is None:
+            return
+        report = replace(
+            self.report, diagnostics=merge_diagnostics([*self.report.diagnostics, *self.findings])
+        )
+        write_without_links(path, self.scrub(render_sarif(report)) + "\n", self.report.repo.repo_root)
+        self.output(**{"sarif-file": str(path)})
+
 
 REFUSED = (
     "> [!WARNING]\n> GitHub refused some of stackward's writes, so they are missing on GitHub: the "
     "token may not write there (a pull request from a fork gets a read-only token; otherwise "
     "check the workflow's `permissions:`). Everything else ran: see this summary and the log."
 )
+
+
+def write_without_links(path: Path, text: str, repo_root: Path) -> None:
+    """Write `text` to `path`, never through a symbolic link inside the repository: the
+    checkout holds a pull request's files, and a link it adds must not point the write at
+    another file (a path in RUNNER_TEMP is outside its reach). UsageError when it cannot."""
+    absolute = Path(os.path.abspath(path))
+    root = Path(os.path.abspath(repo_root))
+    if absolute.is_relative_to(root):
+        for part in (absolute, *absolute.parents):
+            if part == root:
+                break
+            if part.is_symlink():
+                raise UsageError(
+                    f"{path}: {part} is a symbolic link in the repository; not writing through it"
+                )
+    try:
+        absolute.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(absolute, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def shown(login: str) -> str:

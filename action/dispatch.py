@@ -34,6 +34,7 @@ def handle(run: Run) -> int:
     if mode == "apply":
         return deploy.apply(run, report, run.ctx.sha, None, dict.fromkeys(e.name for e in environments))
     outcome = run.pipeline.plan(report, environments)
+    run.found(outcome.findings)
     plan = outcome.plan
     run.write_plan(plan, report)
     plans = plan.environments

@@ -5,6 +5,8 @@ writes the step outputs however the run ends; each handler is a module of its ow
 - pull_request (action/pull_request.py): plan the touched environments, one comment, statuses.
 - push to the default branch (action/push.py): apply what the merged PR's comment showed.
 - workflow_dispatch and schedule (action/dispatch.py): plan or apply named environments.
+
+With the `sarif-file` setting, a run that validated writes its findings there as SARIF, however it ends.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def _run(settings: ActionSettings, outputs: dict[str, str], scrub: Scrubber) -> 
         return handler(run)
     finally:
         run.summarize_refused()
+        run.write_sarif()
 
 
 @click.command("action")
@@ -60,6 +63,11 @@ def _run(settings: ActionSettings, outputs: dict[str, str], scrub: Scrubber) -> 
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="[STACKWARD_STATE_DIR]")
 @click.option("--opa-url", help="[STACKWARD_OPA_URL]")
 @click.option("--lock-timeout", type=float, help="[STACKWARD_LOCK_TIMEOUT]")
+@click.option(
+    "--sarif-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the validation and policy findings here as SARIF [STACKWARD_SARIF_FILE].",
+)
 @click.option(
     "--api-backoff",
     type=float,
