@@ -131,8 +131,18 @@ def _policy_options(command: Callable) -> Callable:
         click.option(
             "--namespace",
             "policy_namespace",
-            help="Rego package prefix whose deny/warn rules are evaluated [STACKWARD_POLICY_NAMESPACE]. "
-            "Default: stackward.",
+            multiple=True,
+            callback=lambda _ctx, _param, value: list(value) or None,
+            help="Rego package prefix whose deny/warn rules are evaluated; repeatable "
+            "[STACKWARD_POLICY_NAMESPACE, comma-separated]. Default: stackward and main.",
+        ),
+        click.option(
+            "--all-namespaces",
+            "policy_all_namespaces",
+            is_flag=True,
+            default=None,
+            help="Evaluate the deny/warn rules of every package, as conftest's --all-namespaces "
+            "[STACKWARD_POLICY_ALL_NAMESPACES].",
         ),
         click.option(
             "--opa-url",
@@ -237,9 +247,35 @@ def policy() -> None:
 @_command(policy, "check")
 @_check_options
 @_policy_options
-def policy_check(path: Path | None, env: str | None, fmt: str, **policy: Any) -> None:
-    """Validate PATH, then evaluate the policies (a missing policies folder is an error)."""
-    _report(path, env, fmt, True, **policy)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Evaluate the rules on Terraform plans too: FILE is `terraform show -json` output for --env.",
+)
+def policy_check(path: Path | None, env: str | None, fmt: str, plan_file: Path | None, **policy: Any) -> None:
+    """Validate PATH, then evaluate the policies (a missing policies folder is an error). Rules
+    that read the plan are evaluated with --plan, else reported as not evaluated."""
+    if plan_file is None:
+        _report(path, env, fmt, True, **policy)
+        return
+    from stackward.output import FORMATS
+    from stackward.policy.check import read_plan_file
+
+    if not env:
+        raise UsageError("--plan needs --env: a Terraform plan is one environment's")
+    raw, changes = read_plan_file(plan_file)
+    pipeline = _pipeline(path, **policy)
+    options = pipeline.policy_options(
+        required=True,
+        base_ref=policy.get("policies_ref"),
+        terraform_plans={env: raw},
+        changes={env: changes},
+        plan_file=str(plan_file),
+    )
+    report = pipeline.validate(env, options)
+    click.echo(FORMATS[fmt](report))
+    sys.exit(0 if report.ok else EXIT_FINDINGS)
 
 
 @_command(policy, "test")
@@ -248,10 +284,11 @@ def policy_check(path: Path | None, env: str | None, fmt: str, **policy: Any) ->
     type=click.Path(path_type=Path, file_okay=False),
     default="policies",
     show_default=True,
-    help="Policies folder with *_test.rego files.",
+    help="Policies folder with *_test.rego files (and data documents: .json, .yaml).",
 )
 def policy_test(policies: Path) -> None:
-    """Run the Rego unit tests (rules named test_*) and print pass/fail per test."""
+    """Run the Rego unit tests (rules named test_*) and print pass/fail per test. Rego v0 and
+    v1 files, and the folder's data documents (test data and mocks too) as `data`."""
     from stackward.output.human import render_diagnostic
     from stackward.policy.embedded import EmbeddedEngine
     from stackward.policy.sources import from_folder

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stackward.errors import UsageError
 
@@ -40,7 +48,11 @@ class Settings(BaseModel):
     lock_timeout: float = 300.0  # seconds to wait for an environment held by another run
     policies: Path | None = None  # default: policies/ at the repository root
     policy_gate: bool = True  # False turns the policy gate off explicitly; no policies: an error
-    policy_namespace: str = "stackward"  # Rego package prefix whose deny/warn rules count
+    # Rego package prefixes whose deny/warn rules count (a list, or comma-separated); "*": every package
+    policy_namespace: list[str] = Field(default_factory=lambda: ["stackward", "main"])
+    policy_all_namespaces: bool = (
+        False  # every package, as conftest's --all-namespaces (policy_namespace: "*")
+    )
     opa_url: str | None = None  # evaluate on this OPA server; default: the embedded engine
     opa_token: SecretStr | None = None
     opa_preloaded: bool = False  # the OPA server already has the policies: upload nothing
@@ -52,6 +64,24 @@ class Settings(BaseModel):
         """The state folder as an absolute path: Terraform runs in a folder below it and must
         find the same files as this process."""
         return value.resolve() if value is not None else None
+
+    @field_validator("policy_namespace", mode="before")
+    @classmethod
+    def _namespaces(cls, value: Any) -> Any:
+        """A comma-separated string (STACKWARD_POLICY_NAMESPACE=stackward,main) as a list."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, (list, tuple)):
+            value = [str(part).strip().removeprefix("data.") for part in value if str(part).strip()]
+            if not value:
+                raise ValueError("at least one namespace, or * for every package")
+        return value
+
+    @model_validator(mode="after")
+    def _all_namespaces(self) -> Self:
+        if self.policy_all_namespaces:
+            self.policy_namespace = ["*"]
+        return self
 
     @classmethod
     def load(cls, file: Path | None = None, **given: Any) -> Self:

@@ -3,33 +3,45 @@
 It answers the part of OPA's documented REST API that stackward uses, in OPA's shapes:
 - PUT /v1/policies/{id} with Rego text: 200 `{}`, or 400 `{"code": "invalid_parameter",
   "message": ..., "errors": [{"code", "message", "location": {"file", "row", "col"}}]}`;
+- PUT /v1/data/{path} with a JSON value: 204, the value stored at that path of `data`;
 - POST /v1/data/{path} with `{"input": ...}`: 200 `{"result": value}`, or `{}` when undefined;
 - GET /health: 200 `{}`; a bearer token, when set, else 401 `{"code": "unauthorized", ...}`.
-Rego is evaluated by regorus underneath, so the stand-in checks our client, not OPA itself.
+
+Like OPA 1.x, it parses every uploaded module with the server's Rego version, not per
+request: Rego v1 by default (a v0 module is refused with "`if` keyword is required before
+rule body"), or v0 when started as `opa run --v0-compatible` (`v0_compatible=True`), where a
+module importing `rego.v1` is read as v1 (OPA's server.go parses PUT /v1/policies bodies with
+the runtime's parser options). Rego is evaluated by regorus underneath, with OPA's sprintf
+(stackward.policy.gofmt), so the stand-in checks our client, not OPA itself.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import re
 import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import unquote
 
-import regorus
-
-from stackward.policy.embedded import _in_load_order
+from stackward.diagnostics import Diagnostic, Location
+from stackward.policy.embedded import EmbeddedEngine
+from stackward.policy.engine import PolicyEvaluationError
 from stackward.policy.sources import PolicyFile
 
-_WHERE = re.compile(r"-->\s*(?P<file>.+?):(?P<line>\d+):(?P<col>\d+)")
-_ERROR = re.compile(r"^error:\s*(?P<msg>.+)$", re.MULTILINE)
+
+class CompileError(Exception):
+    def __init__(self, diagnostics: list[Diagnostic]):
+        super().__init__("; ".join(d.message for d in diagnostics))
+        self.diagnostics = diagnostics
 
 
 class OpaStandIn:
-    def __init__(self, token: str | None = None):
+    def __init__(self, token: str | None = None, *, v0_compatible: bool = False):
         self.token = token
+        self.v0_compatible = v0_compatible
         self.policies: dict[str, str] = {}
+        self.data: dict = {}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         # One thread serves every request: regorus engines must be dropped where they were made.
@@ -55,44 +67,57 @@ class OpaStandIn:
         gc.enable()
         gc.collect()
 
-    def _engine(self, policies: dict[str, str]) -> regorus.Engine:
-        # Loaded in the embedded engine's order, which works around regorus resolving a
-        # split package's imports from its first file only (real OPA has no such limit).
-        engine = regorus.Engine()
-        for policy in _in_load_order([PolicyFile(i, t) for i, t in policies.items()]):
-            engine.add_policy(policy.name, policy.text)
+    def _engine(self, policies: dict[str, str], namespace: str = "*") -> EmbeddedEngine:
+        """The policies parsed as this server's Rego version, with its data. stackward's embedded
+        engine underneath: it queries rule by rule, around regorus's split-package bug."""
+        engine = EmbeddedEngine(namespace, rego_version=0 if self.v0_compatible else 1)
+        found = engine.load([PolicyFile(i, t) for i, t in policies.items()])
+        if found:
+            raise CompileError(found)
+        if self.data:
+            engine._engine.add_data(self.data)
         return engine
+
+    def put_data(self, path: str, value: object) -> None:
+        parts = [unquote(p) for p in path.split("/") if p]
+        if not parts:
+            self.data = value if isinstance(value, dict) else {}
+            return
+        node = self.data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
 
     def compile_errors(self, policy_id: str, text: str) -> list[dict]:
         try:
             engine = self._engine({**self.policies, policy_id: text})
-            engine.set_input_json("{}")
-            engine.eval_query_as_json("data")  # compiles every module, as OPA does on upload
-        except RuntimeError as exc:
+            engine._query("data")  # compiles every module, as OPA does on upload
+        except (CompileError, PolicyEvaluationError) as exc:
             # regorus engines must be dropped on the thread that made them: free the frames now.
             traceback.clear_frames(exc.__traceback__)
-            message = str(exc).split("Stack backtrace:")[0]
-            where, error = _WHERE.search(message), _ERROR.search(message)
-            code = "rego_parse_error" if "expect" in message else "rego_compile_error"
-            return [
-                {
-                    "code": code,
-                    "message": error.group("msg") if error else message.strip(),
-                    "location": {
-                        "file": where.group("file") if where else policy_id,
-                        "row": int(where.group("line")) if where else 0,
-                        "col": int(where.group("col")) if where else 0,
-                    },
-                }
-            ]
+            out = []
+            for found in exc.diagnostics:
+                message = found.message.removeprefix("policy error: ")
+                location = found.location or Location(policy_id)
+                out.append(
+                    {
+                        "code": "rego_parse_error"
+                        if "expect" in message or "keyword" in message
+                        else "rego_compile_error",
+                        "message": message,
+                        "location": {"file": location.file, "row": location.line, "col": location.column},
+                    }
+                )
+            return out
         return []
 
     def evaluate(self, path: str, document: dict) -> dict:
-        engine = self._engine(self.policies)
-        engine.set_input_json(json.dumps(document))
-        raw = json.loads(engine.eval_query_as_json("data" + "".join(f".{p}" for p in path.split("/") if p)))
-        results = raw.get("result") or []
-        return {"result": results[0]["expressions"][0]["value"]} if results else {}
+        namespace = ".".join(unquote(p) for p in path.split("/") if p)
+        engine = self._engine(self.policies, namespace or "*")
+        values = engine.evaluate(document)
+        if not namespace:
+            return {"result": {**self.data, **values}}
+        return {"result": values[namespace]} if namespace in values else {}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -129,6 +154,13 @@ class OpaStandIn:
                 standin.requests.append(("PUT", self.path))
                 if not self.authorised():
                     return
+                if self.path.startswith("/v1/data"):
+                    value = json.loads(self.body() or b"null")
+                    with standin._lock:
+                        standin.put_data(self.path.removeprefix("/v1/data"), value)
+                    self.send_response(204)
+                    self.end_headers()
+                    return
                 policy_id = self.path.removeprefix("/v1/policies/")
                 text = self.body().decode()
                 with standin._lock:
@@ -157,8 +189,9 @@ class OpaStandIn:
                 with standin._lock:
                     try:
                         answer = standin.evaluate(self.path.removeprefix("/v1/data"), document)
-                    except RuntimeError as exc:
-                        self.reply(500, {"code": "internal_error", "message": str(exc).split("Stack")[0]})
+                    except PolicyEvaluationError as exc:
+                        traceback.clear_frames(exc.__traceback__)
+                        self.reply(500, {"code": "internal_error", "message": exc.diagnostics[0].message})
                         return
                 self.reply(200, answer)
 

@@ -20,13 +20,20 @@ def test_examples_validate_clean():
     assert result.exit_code == 0, result.output
     summary = {e["name"]: (e["resources"], e["errors"]) for e in result.json["environments"]}
     assert summary == {"aws": (11, 0), "dev": (6, 0), "local": (4, 0), "prod": (6, 0), "staging": (6, 0)}
-    assert result.json["diagnostics"] == []
+    # Only the notice that the rules reading a Terraform plan wait for one (no plan in validate).
+    assert [(d["severity"], d["code"]) for d in result.json["diagnostics"]] == [
+        ("notice", "policy.needs_plan")
+    ]
 
 
 def test_human_output_summarises_each_environment():
     result = run("validate", str(EXAMPLES))
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
+    assert lines[0].startswith("policies: notice: 8 rule(s) read the plan") and lines[1].startswith(
+        "    hint:"
+    )
+    lines = lines[2:]
     assert [line.split()[0] for line in lines[:-1]] == ["aws", "dev", "local", "prod", "staging"]
     assert all("✓ valid" in line for line in lines[:-1])
     assert lines[-1] == "policies: policies (working tree), embedded engine"

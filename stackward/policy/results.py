@@ -1,7 +1,7 @@
 """From the namespace document an engine returns to findings, the conftest way.
 
 Rules named `deny`, `violation` (blocking) and `warn` (advisory), or starting with
-`deny_`, `violation_`, `warn_`, are collected from every package under the namespace.
+`deny_`, `violation_`, `warn_`, are collected from every package under the namespaces.
 Each result is a string or an object with `msg` and optional `resource`, `fix`,
 `policy_id`. `exception` rules waive rules of their package by name suffix, as in
 conftest: `exception contains ["prod_keys"] if {...}` waives `deny_prod_keys`.
@@ -81,6 +81,16 @@ def collect(namespace: str, document: Any) -> list[PolicyResult]:
     return out
 
 
+def collect_all(values: dict[str, Any]) -> list[PolicyResult]:
+    """The results of each evaluated namespace (a namespace inside another is collected once)."""
+    out: list[PolicyResult] = []
+    for namespace, value in values.items():
+        if any(namespace.startswith(other + ".") for other in values if other != namespace):
+            continue
+        out.extend(collect(namespace, value))
+    return out
+
+
 def defines_rules(document: Any) -> bool:
     """Whether the namespace document holds a deny, violation or warn rule (even with no result)."""
     if not isinstance(document, dict):
@@ -101,11 +111,27 @@ def _find(env: Environment, reference: Any) -> Resource | None:
     return None
 
 
+# A Terraform address in a module call: `module.base.google_storage_bucket.artifacts`.
+_MODULE_ADDRESS = re.compile(r"(?<![\w.\[\]\-])module\.([A-Za-z_][A-Za-z0-9_-]*)")
+
+
+def _module_document(env: Environment, result: PolicyResult) -> Resource | None:
+    """The Infrastructure document declaring the module a result's address names."""
+    texts = [result.resource] if isinstance(result.resource, str) else []
+    for text in [*texts, result.msg]:
+        for name in _MODULE_ADDRESS.findall(text):
+            for resource in env.resources:
+                if resource.kind == "Infrastructure" and resource.name == name:
+                    return resource
+    return None
+
+
 def to_diagnostics(results: list[PolicyResult], env: Environment) -> list[Diagnostic]:
-    """Findings at the resource each result names (else at the Environment document)."""
+    """Findings at the resource each result names, else at the Infrastructure document declaring
+    the module a Terraform address in it names (`module.NAME.…`), else at the Environment document."""
     out = []
     for result in results:
-        resource = _find(env, result.resource) or env.definition
+        resource = _find(env, result.resource) or _module_document(env, result) or env.definition
         location = resource.location(("metadata", "name")) if resource else None
         if result.waived:
             severity, hint = Severity.NOTICE, f"waived by an exception in {result.package}"
