@@ -26,7 +26,8 @@ def handle(run: Run) -> int:
     pr = event["pull_request"]
     number = event.get("number") or pr["number"]
     if event["action"] == "closed":
-        return closed(run, number, bool(pr.get("merged")))
+        default = (event.get("repository") or {}).get("default_branch", "main")
+        return closed(run, number, bool(pr.get("merged")), pr["base"].get("ref", default), default)
     if event["action"] not in PLAN_ACTIONS:
         run.say(f"stackward: pull request {event['action']}: nothing to plan")
         return 0
@@ -126,9 +127,15 @@ def _policy_findings(planned: PlanOutcome, outcomes: dict[str, EnvironmentOutcom
     return out
 
 
-def closed(run: Run, number: int, merged: bool) -> int:
+def closed(run: Run, number: int, merged: bool, base: str, default: str) -> int:
+    if merged and base == default:
+        run.say(f"stackward: #{number} was merged; the push to {default} applies it")
+        return 0
     if merged:
-        run.say(f"stackward: #{number} was merged; the push to the default branch applies it")
+        run.say(
+            f"stackward: #{number} was merged into {base}, not the default branch {default}: nothing is "
+            f"applied for it; its changes are planned and applied when a pull request brings them to {default}"
+        )
         return 0
     existing = run.plan_comment(number)
     if existing is None:

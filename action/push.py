@@ -37,7 +37,13 @@ def handle(run: Run) -> int:
         return 1
     found = run.plan_comment(pull.number)
     refusal = None
-    if found is None:
+    base_ref = getattr(pull.base, "ref", default)
+    if base_ref != default:
+        refusal = (
+            f"#{pull.number} was merged into {base_ref}, not the default branch {default}; its plan was "
+            f"reviewed against {base_ref}. Bring the change to {default} through a pull request"
+        )
+    elif found is None:
         refusal = f"#{pull.number} has no stackward plan comment"
     elif not found.state.planned:
         refusal = f"#{pull.number} came from a fork and was never planned"

@@ -83,6 +83,7 @@ class Fault:
     headers: dict = field(default_factory=dict)
     body: dict = field(default_factory=lambda: {"message": "Server Error"})
     times: int = 1
+    after: bool = False  # GitHub did the work, then failed to answer (a 502 after the write)
 
 
 class GitHubStandIn:
@@ -141,9 +142,11 @@ class GitHubStandIn:
         }
         self.reviews.setdefault(number, []).append(review)
 
-    def merged(self, sha: str, number: int, head_sha: str) -> None:
-        """Record that commit `sha` is the merge of pull request `number` (head `head_sha`)."""
-        self.commit_pulls[sha] = [self._pull(number, head_sha, merged=True, merge_sha=sha)]
+    def merged(self, sha: str, number: int, head_sha: str, base_ref: str = "master") -> None:
+        """Record that commit `sha` is the merge of pull request `number` (head `head_sha`) into `base_ref`."""
+        pull = self._pull(number, head_sha, merged=True, merge_sha=sha)
+        pull["base"]["ref"] = base_ref
+        self.commit_pulls[sha] = [pull]
 
     def _pull(self, number: int, head_sha: str, merged: bool, merge_sha: str) -> dict:
         repo = {
@@ -210,7 +213,7 @@ class GitHubStandIn:
                     return
                 token = standin.tokens.get(self.headers["Authorization"].split()[-1], ACTIONS_TOKEN)
                 fault = standin._fault(method, path)
-                if fault is not None:
+                if fault is not None and not fault.after:
                     self.reply(fault.status, fault.body, fault.headers)
                     return
                 if path in ("/user", "/graphql"):
@@ -225,6 +228,8 @@ class GitHubStandIn:
                     return
                 with standin._lock:
                     status, body, headers = standin._route(method, path[len(prefix) :], query, self, token)
+                if fault is not None:  # done, but the answer is lost
+                    status, body, headers = fault.status, fault.body, fault.headers
                 self.reply(status, body, headers)
 
             do_GET = do_POST = do_PATCH = handle_any
@@ -250,13 +255,37 @@ class GitHubStandIn:
         self, method: str, path: str, token: Token, request: BaseHTTPRequestHandler
     ) -> tuple[int, dict, dict]:
         """Whom the token acts as: `GET /user` (refused to installation tokens) or GraphQL's
-        `query { viewer { login } }`, the one query answered here."""
+        `query { viewer { login } }`; and GraphQL's query of a pull request's reviews and review
+        requests (the two queries answered here)."""
         if path == "/user" and method == "GET":
             if token.installation:
                 return 403, token.refusal("users/users#get-the-authenticated-user"), {}
             return 200, token.user, {}
-        if path == "/graphql" and method == "POST" and "viewer" in request.body().get("query", ""):
+        body = request.body() if path == "/graphql" and method == "POST" else {}
+        if re.search(r"\bviewer\b", body.get("query", "")):
             return 200, {"data": {"viewer": {"login": token.login}}}, {}
+        if "reviewRequests" in body.get("query", ""):
+            number = body["variables"]["number"]
+            users, teams = self.review_requests.get(number, ([], []))
+            owner = self.repository.split("/")[0]
+            pull = {
+                "reviews": {
+                    "nodes": [
+                        {
+                            "author": {"login": r["user"]["login"]},
+                            "state": r["state"],
+                            "commit": {"oid": r["commit_id"]},
+                            "submittedAt": r["submitted_at"],
+                        }
+                        for r in self.reviews.get(number, [])
+                    ]
+                },
+                "reviewRequests": {
+                    "nodes": [{"requestedReviewer": {"login": u}} for u in users]
+                    + [{"requestedReviewer": {"slug": t, "organization": {"login": owner}}} for t in teams]
+                },
+            }
+            return 200, {"data": {"repository": {"pullRequest": pull}}}, {}
         return 404, {"message": "Not Found"}, {}
 
     def _team(self, method: str, path: str, token: Token) -> tuple[int, object, dict]:

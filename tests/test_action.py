@@ -35,8 +35,9 @@ def test_pull_request_gets_one_plan_comment_and_a_status_per_environment(world: 
     assert (
         "environments=local" in outputs and "has-changes=true" in outputs and "policy-passed=true" in outputs
     )
-    # A plan run makes a small, fixed number of calls: list comments, post comment, 2 statuses.
-    assert len(world.github.requests) == 4
+    # A plan run makes a small, fixed number of calls: the reviews (one GraphQL query), list
+    # comments, post comment, 2 statuses.
+    assert len(world.github.requests) == 5
 
 
 def test_new_pushes_edit_the_same_comment(world: World):
@@ -51,8 +52,8 @@ def test_new_pushes_edit_the_same_comment(world: World):
     (comment,) = world.github.our_comments(2)
     assert f"plan for `{second[:7]}`" in comment["body"] and "local-builder2" in comment["body"]
     assert ("PATCH", f"/repos/{REPOSITORY}/issues/comments/{comment['id']}") in world.github.requests
-    # Whom the token acts as (to know the comment is ours) comes with the first status: still 4 calls.
-    assert len(world.github.requests) == 4
+    # Whom the token acts as (to know the comment is ours) comes with the first status: still 5 calls.
+    assert len(world.github.requests) == 5
 
 
 def test_merge_applies_the_reviewed_plan_and_reports_back(world: World):
@@ -334,3 +335,47 @@ def test_the_comment_shows_plan_values_as_json_once_per_change(world: World):
     assert "+ zenml.StackComponent.local-builder  # create" in body
     assert "+ +" not in body and "'" not in body.split("```diff", 1)[1].split("```", 1)[0]
     assert 'configuration: {"use_subprocess_call": true}' in body
+
+
+def test_every_write_is_retried_as_github_allows_and_a_comment_is_never_posted_twice(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    secondary = Fault(
+        "PATCH",
+        r"/issues/comments/\d+$",
+        403,
+        {"Retry-After": "1"},
+        {
+            "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+        },
+    )
+    world.github.faults = [Fault("POST", r"/issues/\d+/comments$", 502, after=True)]  # made, answer lost
+    first = world.pull_request("opened", world.base, head)
+    assert first.exit_code == 0, first.output
+    assert len(world.github.our_comments(2)) == 1  # looked for before posting again
+    world.github.faults = [secondary, Fault("POST", r"/statuses/", 500)]
+    again = world.pull_request("synchronize", world.base, head)
+    assert again.exit_code == 0, again.output
+    assert all(f.times == 0 for f in world.github.faults)
+    assert len(world.github.our_comments(2)) == 1
+    assert ("PATCH", f"/repos/{REPOSITORY}/issues/comments/{world.github.our_comments(2)[0]['id']}") in [
+        r for r in world.github.requests if r[0] == "PATCH"
+    ]
+
+
+def test_only_pull_requests_merged_into_the_default_branch_are_applied(world: World):
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    closed = payload("pull_request.closed.json", **{"pull_request.merged": True})
+    closed["pull_request"]["base"]["ref"] = "release"
+    told = world.deliver("pull_request", closed, head)
+    assert told.exit_code == 0
+    assert (
+        "#2 was merged into release, not the default branch master: nothing is applied for it" in told.output
+    )
+    assert world.pull_request("opened", world.base, head).exit_code == 0  # planned, as if against master
+    merge, push = world.merge(head)
+    world.github.merged(merge, 2, head, base_ref="release")  # GitHub: the PR went into release
+    refused = world.deliver("push", push, merge)
+    assert refused.exit_code == 1
+    assert "#2 was merged into release, not the default branch master" in refused.output
+    assert not (world.state / "local" / "ledger.jsonl").exists()

@@ -50,8 +50,9 @@ def test_a_comment_by_someone_else_with_the_marker_is_ignored_and_its_author_nam
     assert "ignored a comment on #2 by mallory: it carries stackward's hidden marker" in result.output
     assert "by odd\\u000a\\u003a\\u003aerror\\u003a\\u003aname\\u0025:" in result.output
     assert "FORGED-BODY" not in result.output and "::error::" not in result.output
-    # Whom the token acts as came with the first status: still 4 calls (status, list, comment, status).
-    assert [method for method, _ in world.github.requests] == ["POST", "GET", "POST", "POST"]
+    # Whom the token acts as came with the first status: still 5 calls (status, the reviews'
+    # GraphQL query, list, comment, status).
+    assert [method for method, _ in world.github.requests] == ["POST", "POST", "GET", "POST", "POST"]
 
 
 def test_a_forged_plan_comment_never_makes_a_merge_apply(world: World):

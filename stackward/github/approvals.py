@@ -53,8 +53,8 @@ def pull_request_context(
     number, base_sha, head_sha = pr["number"], pr["base"]["sha"], pr["head"]["sha"]
     files = changed_files(repo.repo_root, base_sha, head_sha)
     owners = owners_of(codeowners_at(repo.repo_root, base_sha), files)
-    reviews = tuple(Review(*r) for r in client.reviews(number))
-    users, requested_teams = client.review_requests(number)
+    found, users, requested_teams = client.review(number)
+    reviews = tuple(Review(*r) for r in found)
     wanted = sorted({o[1:] for found in owners.values() for o in found if o.startswith("@") and "/" in o})
     wanted = sorted({*wanted, *requested_teams})
     members = {team: client.team_members(team) for team in wanted}

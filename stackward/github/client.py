@@ -1,7 +1,10 @@
 """The GitHub calls stackward makes, through PyGithub, with the retries GitHub asks for.
 
-- 5xx and transient 404s are retried with backoff; primary and secondary rate limits wait for
-  `Retry-After` / `X-RateLimit-Reset`, capped (PyGithub's GithubRetry, plus 429).
+- Every call, read or write, is retried when GitHub says it may be: 5xx and 429, and 403 for
+  primary and secondary rate limits, waiting for `Retry-After` / `X-RateLimit-Reset`, capped
+  (PyGithub's GithubRetry, with PATCH and 429 added). A create (POST) that fails with a 5xx may
+  have been done: it is not repeated blindly; a comment is looked for before it is made again.
+  Transient 404s right after a write are retried too.
 - Objects are lazy: nothing is fetched that the payload already told us.
 - The API base URL comes from GITHUB_API_URL (GitHub Enterprise Server), never hard-coded.
 - Only comments written by the identity the token acts as are stackward's: anyone who can
@@ -30,6 +33,18 @@ from stackward.errors import CannotRun
 from stackward.github.comment import CommentState, parse
 
 T = TypeVar("T")
+REVIEW_QUERY = """
+query($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviews(first: 100) { nodes { author { login } state commit { oid } submittedAt } }
+      reviewRequests(first: 100) {
+        nodes { requestedReviewer { ... on User { login } ... on Team { slug organization { login } } } }
+      }
+    }
+  }
+}
+"""
 
 
 @dataclass
@@ -68,6 +83,16 @@ def _refused(exc: GithubException) -> bool:
     )
 
 
+class _Retry(GithubRetry):
+    """GithubRetry for every method GitHub's calls use, but a POST answered with a 5xx: it may
+    have been done, so the caller decides (stackward.github.client.GitHubClient._create)."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method == "POST" and status_code >= 500:
+            return False
+        return super().is_retry(method, status_code, has_retry_after)
+
+
 class GitHubClient:
     """One repository's pull requests, comments, statuses and deployments."""
 
@@ -82,7 +107,8 @@ class GitHubClient:
         on_refused: Callable[[str], None] | None = None,
         scrub: Callable[[str], str] = str,
     ):
-        retry = GithubRetry(
+        retry = _Retry(
+            allowed_methods=frozenset({"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"}),
             total=5,
             backoff_factor=backoff,
             status_forcelist=[*range(500, 600), 429],
@@ -120,6 +146,23 @@ class GitHubClient:
                     hint = f" (the token needs {needs})" if needs else ""
                     raise PermissionRefused(f"GitHub: {what}: HTTP 403: {message}{hint}") from None
                 raise GitHubError(f"GitHub: {what}: HTTP {exc.status}: {message}") from None
+        raise AssertionError("unreachable")
+
+    def _create(
+        self, what: str, call: Callable[[], T], done: Callable[[], T | None] | None = None
+    ) -> T | None:
+        """A create (POST): when GitHub answers a 5xx the write may have happened. `done` looks
+        for it (then it is not made again); without `done` the create is repeated, for those
+        where a second one is harmless (a commit status: the latest per context counts)."""
+        for attempt in range(3):
+            try:
+                return self._write(what, call)
+            except GitHubError as exc:
+                if not _server_error(exc) or attempt == 2:
+                    raise
+            time.sleep(self.backoff * (attempt + 1))
+            if done is not None and (found := done()) is not None:
+                return found
         raise AssertionError("unreachable")
 
     def _write(self, what: str, call: Callable[[], T]) -> T | None:
@@ -176,8 +219,10 @@ class GitHubClient:
                     comment = issue.get_comment(existing.id)
                     self._write("editing the plan comment", lambda c=comment, b=body: c.edit(self.scrub(b)))
                     return
-                self._write(
-                    "commenting on the pull request", lambda b=body: issue.create_comment(self.scrub(b))
+                self._create(  # there was none of ours: one found after a 5xx is this one
+                    "commenting on the pull request",
+                    lambda b=body: issue.create_comment(self.scrub(b)),
+                    lambda: self.find_comment(number).found,
                 )
                 return
             except GitHubError as exc:
@@ -201,7 +246,7 @@ class GitHubClient:
         }
         if target_url:
             kwargs["target_url"] = target_url
-        created = self._write(f"setting status {context}", lambda: commit.create_status(**kwargs))
+        created = self._create(f"setting status {context}", lambda: commit.create_status(**kwargs))
         if created is not None and created.creator is not None and self._login is None:
             self._login = created.creator.login  # whom the token acts as, for free
 
@@ -216,33 +261,34 @@ class GitHubClient:
 
         return self._call(f"finding the pull request of {sha[:7]}", find)
 
-    def reviews(self, number: int) -> list[tuple[str, str, str, str]]:
-        """(reviewer, state, commit reviewed, when) of each review of pull request `number`, oldest first."""
+    def review(self, number: int) -> tuple[list[tuple[str, str, str, str]], list[str], list[str]]:
+        """Pull request `number`'s reviews ((reviewer, state, commit, when), oldest first), and
+        the users and teams (`org/slug`) whose review is requested: one GraphQL call."""
+        owner, name = self.repo.full_name.split("/", 1)
 
-        def read() -> list[tuple[str, str, str, str]]:
-            pull = self.repo.get_pull(number)
-            return [
+        def read() -> tuple[list[tuple[str, str, str, str]], list[str], list[str]]:
+            _, data = self._github.requester.graphql_query(
+                REVIEW_QUERY, {"owner": owner, "name": name, "number": number}
+            )
+            pull = data["data"]["repository"]["pullRequest"] or {}
+            reviews = [
                 (
-                    r.user.login,
-                    r.state,
-                    r.commit_id or "",
-                    r.submitted_at.isoformat() if r.submitted_at else "",
+                    r["author"]["login"],
+                    r["state"],
+                    (r.get("commit") or {}).get("oid", ""),
+                    r.get("submittedAt") or "",
                 )
-                for r in pull.get_reviews()
-                if r.user is not None
+                for r in pull.get("reviews", {}).get("nodes", [])
+                if r.get("author")
             ]
+            requested = [
+                n["requestedReviewer"] or {} for n in pull.get("reviewRequests", {}).get("nodes", [])
+            ]
+            users = [r["login"] for r in requested if "login" in r]
+            teams = [f"{r['organization']['login']}/{r['slug']}" for r in requested if "slug" in r]
+            return reviews, users, teams
 
         return self._call(f"reading the reviews of #{number}", read)
-
-    def review_requests(self, number: int) -> tuple[list[str], list[str]]:
-        """The users and the teams (`org/slug`) whose review of pull request `number` is requested."""
-
-        def read() -> tuple[list[str], list[str]]:
-            users, teams = self.repo.get_pull(number).get_review_requests()
-            owner = self.repo.full_name.split("/")[0]
-            return [u.login for u in users], [f"{owner}/{t.slug}" for t in teams]
-
-        return self._call(f"reading the review requests of #{number}", read)
 
     def team_members(self, team: str) -> list[str] | None:
         """The logins of team `org/slug`, or None when the token may not read it (the Actions
@@ -298,6 +344,10 @@ class GitHubClient:
             "opening an issue",
             lambda: self.repo.create_issue(title=self.scrub(title), body=self.scrub(body), labels=[label]),
         )
+
+
+def _server_error(exc: GitHubError) -> bool:
+    return any(f"HTTP {code}" in str(exc) for code in range(500, 600))
 
 
 def _author(comment: Any) -> str:
