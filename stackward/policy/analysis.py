@@ -149,6 +149,9 @@ class _Module:
         package = _path((ast.get("package") or {}).get("refr"))
         self.package = ".".join(package[1:] if package[:1] == ("data",) else package)
         self.aliases: dict[str, Path] = {}  # alias -> input.… or data.… path
+        self.alias_at: dict[
+            str, dict
+        ] = {}  # alias -> the import's span (reads through it are reported there)
         for imported in ast.get("imports") or []:
             path = _path(imported.get("refr"))
             if not path or path[0] not in ("input", "data"):
@@ -159,6 +162,7 @@ class _Module:
             else:
                 alias = path[-1]
             self.aliases[alias] = path
+            self.alias_at[alias] = {"span": imported.get("span") or {}}
         self.rules_raw = ast.get("rules") or []
 
     def rule_names(self) -> Iterator[tuple[str, dict]]:
@@ -223,7 +227,7 @@ class _Walker:
         if alias is not None:
             if alias[0] == "input":
                 if len(alias) > 1:
-                    self.read(alias[1], body)
+                    self.read(alias[1], self.module.alias_at.get(name, body))
                 elif segments and segments[0] is not None:
                     self.read(segments[0], body)
             else:
