@@ -57,7 +57,8 @@ def apply(
         if applied.skipped:
             rows.append(ApplyRow(name, "⏭️ skipped", "—", "an earlier environment failed"))
         elif applied.error is not None:
-            detail = str(applied.error).splitlines()[0][:300]
+            detail = _first_reason(applied.error)
+            run.say(f"stackward: {applied.error}")  # the whole reason in the log
             if deployment is not None:
                 run.client.deployment_status(deployment, "failure", detail[:140], run.ctx.run_url)
             run.client.status(sha, f"stackward/{name}", "failure", detail, run.ctx.run_url)
@@ -86,3 +87,12 @@ def apply(
         }
     )
     return 1 if failed else 0
+
+
+def _first_reason(error: Exception) -> str:
+    """An error's first line, with the first item it lists when that line ends with a colon."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    if first.endswith(":") and len(lines) > 1:
+        first = f"{first} {lines[1]}"
+    return first[:300]

@@ -47,9 +47,12 @@ def test_a_pull_request_needs_an_owners_approval_of_its_head(world: World):
     assert blocked.exit_code == 1, blocked.output
     assert _status(world, head) == "failure"
     assert (
-        "local changes environments/local/builder.yaml (owned by @Codertocat/platform) without an "
-        f"approval from one of its owners on {head[:7]}"
-    ) in _comment(world)
+        (  # the comment writes @ mentions so that they notify nobody
+            "local changes environments/local/builder.yaml (owned by @\u200bCodertocat/platform) without an "
+            f"approval from one of its owners on {head[:7]}"
+        )
+        in _comment(world)
+    )
 
     world.github.review(2, "mallory", "APPROVED", head)  # not an owner
     world.github.review(2, "alice", "APPROVED", "0" * 40)  # an owner, but of an older commit
@@ -71,6 +74,7 @@ def test_the_approval_is_read_again_at_merge(world: World):
     assert refused.exit_code == 1
     assert "denied by policy, nothing was applied" in refused.output
     assert "without an approval from one of its owners" in refused.output
+    assert "without an approval from one of its owners" in world.github.comments[2][-1]["body"]
     assert not (world.state / "local" / "ledger.jsonl").exists()
 
 
@@ -80,7 +84,7 @@ def test_the_actions_token_cannot_read_teams_so_only_user_owners_count(world: Wo
     blocked = world.pull_request("opened", base, head, ACTIONS_TOKEN)
     assert blocked.exit_code == 1
     body = _comment(world)
-    assert "the members of @Codertocat/platform could not be read" in body
+    assert "the members of @\u200bCodertocat/platform could not be read" in body
 
 
 def test_the_policy_input_carries_reviews_requests_and_owners(world: World):
