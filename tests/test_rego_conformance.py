@@ -225,6 +225,16 @@ def test_a_broken_v0_file_fails_at_its_rule_and_says_it_was_read_as_v0(engine):
     assert "Rego v0" in found.hint
 
 
+def test_a_v1_file_missing_one_if_is_not_read_as_v0(engine):
+    """v0 would take `deny contains m if` as names and load the file with other rules: a file
+    that writes v1 keywords is v1, and its error is v1's, at the rule without `if`."""
+    (found,) = failures(
+        engine, "package stackward.t\n\ndeny contains 1 if { helper }\n\nhelper {\n\ttrue\n}\n"
+    )
+    assert (found.location.file, found.location.line) == ("t.rego", 5)
+    assert "`if` keyword is required" in found.message and "v0" not in found.hint
+
+
 def test_a_number_sprintf_cannot_take_is_refused_at_its_line():
     """Embedded only: regorus hands numbers to Python as 64-bit integers; a larger one (1e21)
     cannot reach OPA's sprintf, so the evaluation fails at the call, never with a wrong text."""

@@ -90,24 +90,48 @@ def new_regorus() -> regorus.Engine:
     return engine
 
 
+_CODE = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
+_V1_KEYWORD = re.compile(r"(?<![\w.])(?:if(?!\w)|contains(?![\w(])(?!\s*\())")  # not contains(a, b)
+_FUTURE_IMPORT = re.compile(r"^\s*import\s+(?:future\.keywords|rego\.v1)\b", re.MULTILINE)
+
+
+def _v1_keywords(text: str) -> bool:
+    """Whether a file without future.keywords imports writes `if` or `contains` as keywords:
+    a v1 file, never to be read as v0 (where they would be names, the rules something else)."""
+    if _FUTURE_IMPORT.search(text):
+        return False
+    return _V1_KEYWORD.search(_CODE.sub(" ", text)) is not None
+
+
+def _error_at(text: str) -> tuple[int, int]:
+    where = _WHERE.search(text)
+    return (int(where.group("line")), int(where.group("col"))) if where else (0, 0)
+
+
 def add_policy(engine: regorus.Engine, policy: PolicyFile) -> tuple[int, str | None]:
     """Add `policy` as Rego v1, else as v0 when v1 refuses it only for v0 rule syntax.
-    Returns the Rego version it was read as, and the error text when neither loads."""
+    Returns the Rego version it was read as, and the error text when neither loads (that of
+    the version whose parse got further into the file: a v1 file missing one `if`, a v0 file
+    with a typo further down)."""
     try:
         engine.add_policy(policy.name, policy.text)
         return 1, None
     except RuntimeError as exc:
         v1_error = str(exc)
-    if not any(signal in v1_error for signal in V0_SIGNALS):
+    if not any(signal in v1_error for signal in V0_SIGNALS) or _v1_keywords(policy.text):
         return 1, v1_error
     engine.set_rego_v0(True)
     try:
         engine.add_policy(policy.name, policy.text)
         return 0, None
     except RuntimeError as exc:
-        return 0, str(exc)
+        v0_error = str(exc)
     finally:
         engine.set_rego_v0(False)
+    v1_at, v0_at = _error_at(v1_error), _error_at(v0_error)
+    if v1_at > v0_at or (v1_at == v0_at and _ERROR.findall(v1_error) == _ERROR.findall(v0_error)):
+        return 1, v1_error
+    return 0, v0_error
 
 
 def _imports(policy: PolicyFile) -> frozenset[tuple[str, str]]:
