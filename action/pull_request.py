@@ -17,6 +17,7 @@ from stackward.github.comment_body import (
 )
 from stackward.output.github import annotation, stop_commands
 from stackward.pipeline import PlanOutcome
+from stackward.policy.input import PullRequest
 
 PLAN_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 
@@ -46,7 +47,10 @@ def handle(run: Run) -> int:
     if pr.get("draft"):
         notes.append(templates.DRAFT)
     checked_only = fork or run.settings.mode == "validate"
-    outcome = _outcome(run, report, names, pr, number, checked_only, notes)
+    context = pull_request_context(
+        run.client, report.repo, report.environments, {**pr, "number": number}, policies=run.settings.policies
+    )
+    outcome = outcome_of(run, report, names, context, checked_only, notes)
     run.found(outcome.findings)
     existing = run.plan_comment(number)
     state = outcome.state(planned=not checked_only)
@@ -73,10 +77,12 @@ def handle(run: Run) -> int:
     return 0 if outcome.passed else 1
 
 
-def _outcome(
-    run: Run, report, names: list[str], pr: dict, number: int, checked_only: bool, notes: list[str]
+def outcome_of(
+    run: Run, report, names: list[str], pull: PullRequest, checked_only: bool, notes: list[str]
 ) -> PullRequestOutcome:
-    """Validation findings, plans and policy findings of the touched environments, per environment."""
+    """Validation findings, plans and policy findings of the touched environments, per
+    environment, for the change from `pull.base_sha` to `pull.head_sha` (a pull request, or a
+    merge queue's merge commit), judged by the policies at its base."""
     outcomes = {name: EnvironmentOutcome(name) for name in names}
     findings = [d for d in report.diagnostics if set(d.environments) & set(names)]
     for diag in findings:
@@ -84,11 +90,12 @@ def _outcome(
             if env in outcomes and diag.is_error:
                 outcomes[env].validation_errors += 1
     valid = [e for e in report.environments if e.name in outcomes and not outcomes[e.name].validation_errors]
-    pull_request = pull_request_context(
-        run.client, report.repo, report.environments, {**pr, "number": number}, policies=run.settings.policies
-    )
     planned = run.pipeline.plan(
-        report, valid, compute=not checked_only, pull_request=pull_request, policies_ref=pr["base"]["sha"]
+        report,
+        valid,
+        compute=not checked_only,
+        pull_request=pull if pull.number else None,
+        policies_ref=pull.base_sha,
     )
     for name, item in planned.planned.items():
         if checked_only:
@@ -99,11 +106,11 @@ def _outcome(
         run.write_plan(planned.plan, report)
     findings += _policy_findings(planned, outcomes, notes)
     return PullRequestOutcome(
-        head_sha=pr["head"]["sha"],
+        head_sha=pull.head_sha,
         environments=[outcomes[n] for n in names],
         findings=findings,
         notes=notes,
-        blob_url=f"{run.ctx.server_url}/{run.ctx.repository}/blob/{pr['head']['sha']}",
+        blob_url=f"{run.ctx.server_url}/{run.ctx.repository}/blob/{pull.head_sha}",
         run_url=run.ctx.run_url,
         repo_root=str(report.repo.repo_root),
     )

@@ -1,5 +1,6 @@
 """push: a push to the default branch applies what the merged pull request's plan comment
-showed (its head SHA and each environment's plan hash), and nothing without one. The policy
+showed (its head SHA and each environment's plan hash), or, for a merge queue's merge commit,
+the plan the queue recorded on that commit (action/merge_group.py); nothing without one. The policy
 gate judges it with the policies of the default branch as it was before the merge, so a pull
 request cannot loosen the gate it is applied through."""
 
@@ -29,6 +30,12 @@ def handle(run: Run) -> int:
         run.say(f"stackward: push to {ref}: only pushes to {default} apply")
         return 0
     sha = event.get("after") or run.ctx.sha
+    queued = run.client.commit_plan(sha)
+    if queued is not None:  # a merge queue's merge commit: its plan was checked in the queue
+        report = run.validated()
+        base = base_before(report.repo.repo_root, sha, event.get("before"))
+        run.say(f"stackward: {sha[:7]} is a merge queue's merge commit: applying the plan the queue checked")
+        return deploy.apply(run, report, sha, None, dict(queued.plans), policies_ref=base)
     pull = run.client.merged_pull_request(sha)
     if pull is None:
         run.say(

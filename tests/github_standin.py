@@ -43,6 +43,7 @@ DEPLOYING = "deployments=write"
 WRITES = [  # method, path, the permission GitHub names for it, its page in the REST docs
     ("POST", r"/statuses/\w+", "statuses=write", "commits/statuses#create-a-commit-status"),
     ("POST", r"/issues/\d+/comments", COMMENTING, "issues/comments#create-an-issue-comment"),
+    ("POST", r"/commits/\w+/comments", "contents=write", "commits/comments#create-a-commit-comment"),
     ("PATCH", r"/issues/comments/\d+", COMMENTING, "issues/comments#update-an-issue-comment"),
     ("POST", r"/issues", "issues=write", "issues/issues#create-an-issue"),
     ("PATCH", r"/issues/\d+", "issues=write", "issues/issues#update-an-issue"),
@@ -96,6 +97,7 @@ class GitHubStandIn:
         self.deployments: list[dict] = []
         self.deployment_statuses: dict[int, list[dict]] = {}
         self.commit_pulls: dict[str, list[dict]] = {}
+        self.commit_comments: dict[str, list[dict]] = {}
         self.issues: list[dict] = []
         self.reviews: dict[int, list[dict]] = {}  # pull request -> its reviews, oldest first
         self.review_requests: dict[int, tuple[list[str], list[str]]] = {}  # -> (users, team slugs)
@@ -445,6 +447,12 @@ class GitHubStandIn:
                 },
                 {},
             )
+        if m := re.fullmatch(r"/commits/([0-9a-f]{40})/comments", path):
+            if method == "GET":
+                return 200, self.commit_comments.get(m.group(1), []), {}
+            comment = {**self._comment(0, request.body()["body"], token), "commit_id": m.group(1)}
+            self.commit_comments.setdefault(m.group(1), []).append(comment)
+            return 201, comment, {}
         if m := re.fullmatch(r"/commits/([0-9a-f]{40})/pulls", path):
             return 200, self.commit_pulls.get(m.group(1), []), {}
         if path == "/deployments" and method == "POST":

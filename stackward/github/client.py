@@ -231,6 +231,32 @@ class GitHubClient:
                 last = exc  # too long or otherwise refused: try the shorter version
         raise last or GitHubError("GitHub refused every version of the comment")
 
+    def commit_comment(self, sha: str, body: str) -> None:
+        """Comment on commit `sha` (a merge queue's merge commit: where its plan is recorded)."""
+        self._create(
+            f"commenting on {sha[:7]}",
+            lambda: self.repo.get_commit(sha).create_comment(self.scrub(body)),
+            lambda: self.commit_plan(sha),
+        )
+
+    def commit_plan(self, sha: str) -> CommentState | None:
+        """The plan recorded on commit `sha` by the identity the token acts as (the latest), if any."""
+
+        def marked() -> list[tuple[Any, CommentState]]:
+            found = []
+            for comment in self.repo.get_commit(sha).get_comments():
+                state = parse(comment.body or "")
+                if state is not None and state.head_sha == sha:
+                    found.append((comment, state))
+            return found
+
+        comments = self._call(f"reading the comments on {sha[:7]}", marked)
+        if not comments:
+            return None
+        me = self.login()
+        ours = [state for comment, state in comments if _author(comment) == me]
+        return ours[-1] if ours else None
+
     def comment(self, number: int, body: str) -> None:
         self._write(
             "commenting on the pull request",
