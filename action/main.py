@@ -6,6 +6,7 @@ writes the step outputs however the run ends; each handler is a module of its ow
 - push to the default branch (action/push.py): apply what the merged PR's comment showed.
 - merge_group (action/merge_group.py): plan a merge queue's merge commit, record the plan on it.
 - workflow_dispatch and schedule (action/dispatch.py): plan or apply named environments.
+- issue_comment (action/commands.py): `/stackward plan` and `/stackward unlock ENV` on a pull request.
 
 With the `sarif-file` setting, a run that validated writes its findings there as SARIF, however it ends.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from action import dispatch, merge_group, pull_request, push
+from action import commands, dispatch, merge_group, pull_request, push
 from action.context import ActionSettings, GitHubContext, Run, default_outputs, write_outputs
 from stackward.errors import EXIT_FINDINGS, StackwardError, UsageError
 from stackward.github.client import GitHubClient
@@ -33,6 +34,7 @@ HANDLERS: dict[str, Callable[[Run], int]] = {
     "pull_request_target": pull_request.handle,
     "push": push.handle,
     "merge_group": merge_group.handle,
+    "issue_comment": commands.handle,
     "workflow_dispatch": dispatch.handle,
     "schedule": dispatch.handle,
 }

@@ -49,6 +49,12 @@ WRITES = [  # method, path, the permission GitHub names for it, its page in the 
     ("PATCH", r"/issues/\d+", "issues=write", "issues/issues#update-an-issue"),
     ("POST", r"/deployments", DEPLOYING, "deployments/deployments#create-a-deployment"),
     ("POST", r"/deployments/\d+/statuses", DEPLOYING, "deployments/statuses#create-a-deployment-status"),
+    (
+        "POST",
+        r"/issues/comments/\d+/reactions",
+        COMMENTING,
+        "reactions/reactions#create-reaction-for-an-issue-comment",
+    ),
 ]
 
 
@@ -102,6 +108,9 @@ class GitHubStandIn:
         self.reviews: dict[int, list[dict]] = {}  # pull request -> its reviews, oldest first
         self.review_requests: dict[int, tuple[list[str], list[str]]] = {}  # -> (users, team slugs)
         self.teams: dict[str, list[str]] = {}  # "org/slug" -> member logins
+        self.permissions: dict[str, str] = {}  # login -> admin/maintain/write/triage/read (else none)
+        self.reactions: dict[int, list[str]] = {}  # issue comment id -> reactions' content, in order
+        self.pulls: dict[int, dict] = {}  # open pull requests, as GET /pulls/N answers
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self._ids = iter(range(1000, 10**9))
@@ -143,6 +152,13 @@ class GitHubStandIn:
             "pull_request_url": f"{self.url}/repos/{self.repository}/pulls/{number}",
         }
         self.reviews.setdefault(number, []).append(review)
+
+    def open_pull(self, number: int, head_sha: str, base_sha: str, state: str = "open") -> None:
+        """Record pull request `number` (head `head_sha` on `feature`, base `base_sha` on master)."""
+        pull = self._pull(number, head_sha, merged=False, merge_sha="")
+        pull.update(state=state, draft=False, title="A change")
+        pull["base"]["sha"] = base_sha
+        self.pulls[number] = pull
 
     def merged(self, sha: str, number: int, head_sha: str, base_ref: str = "master") -> None:
         """Record that commit `sha` is the merge of pull request `number` (head `head_sha`) into `base_ref`."""
@@ -393,6 +409,21 @@ class GitHubStandIn:
                     return refused
                 found["body"] = body
             return 200, found, {}
+        if m := re.fullmatch(r"/collaborators/([^/]+)/permission", path):
+            # GitHub's legacy `permission` field: maintain counts as write, triage as read
+            role = self.permissions.get(m.group(1), "none")
+            legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+            user = {**copy.deepcopy(USER_TEMPLATE), "login": m.group(1), "type": "User"}
+            return 200, {"permission": legacy, "role_name": role, "user": user}, {}
+        if (m := re.fullmatch(r"/issues/comments/(\d+)/reactions", path)) and method == "POST":
+            comment_id = int(m.group(1))
+            if not any(c["id"] == comment_id for cs in self.comments.values() for c in cs):
+                return 404, {"message": "Not Found"}, {}
+            content = request.body()["content"]
+            if content not in ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"):
+                return 422, copy.deepcopy(ERROR_422["response"]), {}
+            self.reactions.setdefault(comment_id, []).append(content)
+            return 201, {"id": next(self._ids), "content": content, "user": token.user}, {}
         if path == "/issues" and method == "GET":
             labels = set(query.get("labels", [""])[0].split(",")) - {""}
             state = query.get("state", ["open"])[0]
@@ -433,6 +464,8 @@ class GitHubStandIn:
             return 201, status, {}
         if (m := re.fullmatch(r"/pulls/(\d+)", path)) and method == "GET":
             number = int(m.group(1))
+            if number in self.pulls:
+                return 200, self.pulls[number], {}
             known = [p for ps in self.commit_pulls.values() for p in ps if p["number"] == number]
             return 200, known[0] if known else self._pull(number, "0" * 40, merged=False, merge_sha=""), {}
         if (m := re.fullmatch(r"/pulls/(\d+)/reviews", path)) and method == "GET":

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from github import (
     Auth,
@@ -369,6 +370,39 @@ class GitHubClient:
         self._write(
             "opening an issue",
             lambda: self.repo.create_issue(title=self.scrub(title), body=self.scrub(body), labels=[label]),
+        )
+
+    def permission(self, user: str) -> str:
+        """`user`'s permission on the repository, as GitHub's `permission` field names it (`admin`,
+        `write` (also for maintain and custom roles based on write), `read`, `none`): one call;
+        "none" when GitHub knows no such user. Needs metadata: read (every Actions token has it)."""
+
+        def read() -> str:
+            _, data = self._github.requester.requestJsonAndCheck(
+                "GET", f"{self.repo.url}/collaborators/{quote(user, safe='')}/permission"
+            )
+            return str(data.get("permission") or "none")
+
+        try:
+            return self._call(f"reading the permission of {user}", read)
+        except GitHubError as exc:
+            if str(exc).endswith(": not found"):
+                return "none"
+            raise
+
+    def react(self, comment_id: int, content: str) -> None:
+        """React with `content` (`+1`, `-1`, `eyes`, `confused`, …) to issue comment `comment_id`;
+        reacting twice is harmless (GitHub answers the existing reaction)."""
+        url = f"{self.repo.url}/issues/comments/{int(comment_id)}/reactions"
+        self._create(
+            f"reacting to comment {comment_id}",
+            lambda: self._github.requester.requestJsonAndCheck("POST", url, input={"content": content}),
+        )
+
+    def pull(self, number: int) -> dict:
+        """Pull request `number` as the REST API gives it (head and base SHAs, state, draft…)."""
+        return self._call(
+            f"reading pull request #{number}", lambda: dict(self.repo.get_pull(number).raw_data)
         )
 
 
