@@ -167,3 +167,16 @@ def test_hostile_and_foreign_comments(world: World):
         assert "pwned" not in result.output and "rm -rf" not in result.output
         assert "etc" not in result.output and "@team" not in result.output
     assert world.github.our_comments(2) == []
+
+
+def test_plan_command_on_a_fork_pull_request_checks_it_without_planning(world: World):
+    world.github.permissions[WRITER] = "write"
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    world.github.open_pull(2, head, world.base)
+    world.github.pulls[2]["head"]["repo"] = {"full_name": "forker/Hello-World", "name": "Hello-World"}
+    result, comment_id = command(world, "/stackward plan")
+    assert result.exit_code == 0, result.output
+    assert world.github.reactions[comment_id] == ["eyes"]
+    body = world.github.our_comments(2)[0]["body"]
+    assert "Pull request from a fork" in body and "✅ checked (not planned)" in body
+    assert not (world.state / "local" / "terraform").exists()  # no Terraform from a fork's code
