@@ -36,6 +36,9 @@ class ActionSettings(Settings):
     )  # only these (the `environments` input, comma-separated)
     api_backoff: float = 1.0  # seconds between GitHub API retries, growing per attempt
     sarif_file: Path | None = None  # write the run's validation and policy findings here as SARIF
+    # commit statuses: one `stackward` context for the run (a bounded number of API calls), or
+    # one `stackward/<env>` context per environment (for branch protection that names them)
+    statuses: Literal["aggregate", "per-environment"] = "aggregate"
 
     @field_validator("environments", mode="before")
     @classmethod

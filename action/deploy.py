@@ -1,11 +1,13 @@
 """Applying on GitHub: the pipeline's apply in promotion order, reported as deployments,
-commit statuses, a comment on the pull request, the job summary and the log."""
+commit statuses (one `stackward` status, or one per environment with
+`statuses: per-environment`), a comment on the pull request, the job summary and the log."""
 
 from __future__ import annotations
 
 import click
 
 from action.context import Run
+from action.pull_request import AGGREGATE, per_environment
 from stackward.checks.validate import Report
 from stackward.github.comment_body import ApplyRow, apply_comment
 from stackward.output.github import annotation, stop_commands
@@ -61,19 +63,23 @@ def apply(
             run.say(f"stackward: {applied.error}")  # the whole reason in the log
             if deployment is not None:
                 run.client.deployment_status(deployment, "failure", detail[:140], run.ctx.run_url)
-            run.client.status(sha, f"stackward/{name}", "failure", detail, run.ctx.run_url)
+            if per_environment(run):
+                run.client.status(sha, f"stackward/{name}", "failure", detail, run.ctx.run_url)
             rows.append(ApplyRow(name, "❌ failed", "—", detail))
         else:
             result = applied.result
             summary = f"{len(result.applied)} change(s)" if result.changed else "no changes"
             if deployment is not None:
                 run.client.deployment_status(deployment, "success", summary, run.ctx.run_url)
-            run.client.status(sha, f"stackward/{name}", "success", f"applied: {summary}", run.ctx.run_url)
+            if per_environment(run):
+                run.client.status(sha, f"stackward/{name}", "success", f"applied: {summary}", run.ctx.run_url)
             rows.append(
                 ApplyRow(
                     name, "✅ applied", summary, f"ledger entry {result.apply_id}" if result.apply_id else ""
                 )
             )
+    if rows and not per_environment(run):
+        run.client.status(sha, AGGREGATE, *_aggregate(rows), run.ctx.run_url)
     body = apply_comment(sha, rows, run.ctx.run_url)
     if number is not None:
         run.client.comment(number, body)
@@ -87,6 +93,20 @@ def apply(
         }
     )
     return 1 if failed else 0
+
+
+def _aggregate(rows: list[ApplyRow]) -> tuple[str, str]:
+    """The state and description of the one `stackward` status of an apply:
+    '3 environments: 2 applied, 1 failed'."""
+    words = {"✅ applied": "applied", "❌ failed": "failed", "⏭️ skipped": "skipped"}
+    counts: dict[str, int] = {}
+    for row in rows:
+        word = words.get(row.result, row.result)
+        counts[word] = counts.get(word, 0) + 1
+    noun = "environment" if len(rows) == 1 else "environments"
+    parts = ", ".join(f"{n} {word}" for word, n in counts.items())
+    state = "failure" if counts.get("failed") or counts.get("skipped") else "success"
+    return state, f"{len(rows)} {noun}: {parts}"
 
 
 def _first_reason(error: Exception) -> str:

@@ -1,5 +1,7 @@
 """pull_request: validate, plan the environments the PR touches, judge them by the base
-branch's policies, set a status per environment and keep one plan comment up to date."""
+branch's policies, set the commit status (one `stackward` context for the run by default, or one
+`stackward/<env>` per environment with the `statuses: per-environment` input) and keep one plan
+comment up to date. The API calls of a run stay fixed however many environments change."""
 
 from __future__ import annotations
 
@@ -39,8 +41,7 @@ def handle(run: Run) -> int:
     files = changed_files(report.repo.repo_root, base_sha, head_sha)
     names = run.selected(touched_environments(report.repo, report.environments, files, run.settings.policies))
     run.output(environments=",".join(names))
-    for name in names:
-        run.client.status(head_sha, f"stackward/{name}", "pending", "planning…", run.ctx.run_url)
+    pending_statuses(run, head_sha, names)
     notes = [templates.REMOVED.substitute(env=env) for env in removed_environments(report.repo, files)]
     if fork:
         notes.append(templates.FORK)
@@ -55,14 +56,7 @@ def handle(run: Run) -> int:
     existing = run.plan_comment(number)
     state = outcome.state(planned=not checked_only)
     run.client.upsert_comment(number, comment_bodies(outcome, state), existing)
-    for env in outcome.environments:
-        run.client.status(
-            head_sha,
-            f"stackward/{env.name}",
-            "success" if env.passed else "failure",
-            env.description(),
-            run.ctx.run_url,
-        )
+    result_statuses(run, head_sha, outcome.environments)
     report_text = job_summary(outcome, plan_file=run.outputs["plan-file"])
     run.summary(report_text)
     run.say(stop_commands(report_text))  # the same report in the log, obeyed as no command
@@ -75,6 +69,75 @@ def handle(run: Run) -> int:
         }
     )
     return 0 if outcome.passed else 1
+
+
+AGGREGATE = "stackward"  # the one status context of a run (statuses: aggregate)
+
+
+def per_environment(run: Run) -> bool:
+    """Whether the run sets a status per environment (`stackward/<env>`) instead of one."""
+    return run.settings.statuses == "per-environment"
+
+
+def pending_statuses(run: Run, sha: str, names: list[str], description: str = "planning…") -> None:
+    """The pending status(es) on `sha` at the start of a run: one `stackward` status (also when
+    no environment changed, so that branch protection requiring it is answered), or one per
+    environment. The first status write also tells the client whom the token acts as."""
+    if per_environment(run):
+        for name in names:
+            run.client.status(sha, f"stackward/{name}", "pending", description, run.ctx.run_url)
+        return
+    count = _environments(len(names))
+    run.client.status(
+        sha, AGGREGATE, "pending", f"{description} {count}" if names else description, run.ctx.run_url
+    )
+
+
+def result_statuses(run: Run, sha: str, environments: list[EnvironmentOutcome]) -> None:
+    """The final status(es) on `sha`: one `stackward` status summarising every environment
+    (the per-environment table is in the plan comment), or one per environment."""
+    if per_environment(run):
+        for env in environments:
+            run.client.status(
+                sha,
+                f"stackward/{env.name}",
+                "success" if env.passed else "failure",
+                env.description(),
+                run.ctx.run_url,
+            )
+        return
+    state = "success" if all(env.passed for env in environments) else "failure"
+    run.client.status(sha, AGGREGATE, state, aggregate_description(environments), run.ctx.run_url)
+
+
+def aggregate_description(environments: list[EnvironmentOutcome]) -> str:
+    """One line for the aggregate status: '3 environments: 2 ready, 1 denied'."""
+    if not environments:
+        return "no environment changed"
+    counts: dict[str, int] = {}
+    for env in environments:
+        word = _verdict(env)
+        counts[word] = counts.get(word, 0) + 1
+    parts = ", ".join(f"{n} {word}" for word, n in counts.items())
+    return f"{_environments(len(environments))}: {parts}"
+
+
+def _verdict(env: EnvironmentOutcome) -> str:
+    if env.error:
+        return "could not plan"
+    if env.validation_errors:
+        return "invalid"
+    if env.deny:
+        return "denied"
+    if env.plan is not None and env.plan.conflicts:
+        return "in conflict"
+    if env.plan is None:
+        return "checked"
+    return "ready"
+
+
+def _environments(count: int) -> str:
+    return f"{count} environment{'' if count == 1 else 's'}"
 
 
 def outcome_of(

@@ -28,8 +28,8 @@ def test_pull_request_gets_one_plan_comment_and_a_status_per_environment(world: 
     assert "<details><summary>local: +5 ~0 -0 ±0</summary>" in body
     assert "zenml.StackComponent.local-builder" in body
     assert f"Computed for {head}" in body
-    assert world.github.contexts(head) == [("stackward/local", "pending"), ("stackward/local", "success")]
-    assert "+5 ~0 -0 ±0, policies pass" in world.github.statuses[head][-1]["description"]
+    assert world.github.contexts(head) == [("stackward", "pending"), ("stackward", "success")]
+    assert world.github.statuses[head][-1]["description"] == "1 environment: 1 ready"
     assert "local-builder" in world.summary.read_text()
     outputs = world.outputs.read_text()
     assert (
@@ -73,7 +73,7 @@ def test_merge_applies_the_reviewed_plan_and_reports_back(world: World):
         "in_progress",
         "success",
     ]
-    assert world.github.contexts(merge) == [("stackward/local", "success")]
+    assert world.github.contexts(merge) == [("stackward", "success")]
     # Another push of the same commit (a re-run) applies nothing more.
     again = world.deliver("push", push, merge)
     assert (
@@ -113,7 +113,7 @@ def test_merge_after_the_world_changed_is_refused(world: World):
     assert result.exit_code == 1
     report = world.github.comments[2][-1]["body"]
     assert "| **local** | ❌ failed |" in report and "changed since it was reviewed" in report
-    assert world.github.contexts(merge) == [("stackward/local", "failure")]
+    assert world.github.contexts(merge) == [("stackward", "failure")]
     assert "local-stack" not in zenml_state(world.state, "local")["stacks"]
 
 
@@ -128,7 +128,7 @@ def test_policy_violation_blocks_with_a_link_to_the_line(world: World):
     assert "| **local** | ✅ | 1 / 0 |" in body and "❌ denied by policy" in body
     link = f"[`environments/local/builder.yaml:3`](https://github.com/{REPOSITORY}/blob/{head}/environments/local/builder.yaml#L3)"
     assert link in body and "**policy.SW002**" in body
-    assert world.github.contexts(head)[-1] == ("stackward/local", "failure")
+    assert world.github.contexts(head)[-1] == ("stackward", "failure")
     assert "::error file=" in result.output and "builder.yaml,line=3" in result.output
 
 
@@ -215,7 +215,7 @@ def test_server_errors_and_rate_limits_are_retried(world: World):
     result = world.pull_request("opened", world.base, head)
     assert result.exit_code == 0, result.output
     assert len(world.github.our_comments(2)) == 1
-    assert world.github.contexts(head) == [("stackward/local", "pending"), ("stackward/local", "success")]
+    assert world.github.contexts(head) == [("stackward", "pending"), ("stackward", "success")]
     assert all(f.times == 0 for f in world.github.faults)
 
 
@@ -243,7 +243,7 @@ def test_workflow_dispatch_plans_or_applies_a_named_environment(world: World):
     result = world.deliver("workflow_dispatch", event, world.base)
     assert result.exit_code == 0, result.output
     assert "local-stack" in zenml_state(world.state, "local")["stacks"]
-    assert world.github.contexts(world.base) == [("stackward/local", "success")]
+    assert world.github.contexts(world.base) == [("stackward", "success")]
 
 
 def test_a_pull_request_deleting_an_environment_says_what_happens_to_it(world: World):
@@ -379,3 +379,53 @@ def test_only_pull_requests_merged_into_the_default_branch_are_applied(world: Wo
     assert refused.exit_code == 1
     assert "#2 was merged into release, not the default branch master" in refused.output
     assert not (world.state / "local" / "ledger.jsonl").exists()
+
+
+def _tiny_environments(world: World, count: int) -> tuple[str, str]:
+    """`count` environments with nothing but their Environment spec (no ZenML, no Terraform),
+    committed, then all changed in a second commit: the base and head of a pull request."""
+
+    def spec(i: int, rev: str) -> str:
+        return (
+            HEAD
+            + f"kind: Environment\nmetadata: {{name: tiny{i:02d}}}\nspec: {{bases: [], labels: {{rev: '{rev}'}}}}\n"
+        )
+
+    base = world.commit(
+        {f"environments/tiny{i:02d}/environment.yaml": spec(i, "1") for i in range(count)}, "tiny"
+    )
+    head = world.commit(
+        {f"environments/tiny{i:02d}/environment.yaml": spec(i, "2") for i in range(count)}, "change"
+    )
+    return base, head
+
+
+@pytest.mark.parametrize("count", [1, 10, 50])
+def test_a_pull_request_makes_a_bounded_number_of_calls(world: World, count: int):
+    """One `stackward` status (pending, then the summary) however many environments change:
+    the calls stay fixed (at most 6; bench/action_bench.py measures 1, 10 and 50)."""
+    base, head = _tiny_environments(world, count)
+    result = world.pull_request("opened", base, head)
+    assert result.exit_code == 0, result.output
+    assert f"environments={','.join(f'tiny{i:02d}' for i in range(count))}" in world.outputs.read_text()
+    assert world.github.contexts(head) == [("stackward", "pending"), ("stackward", "success")]
+    noun = "environment" if count == 1 else "environments"
+    assert world.github.statuses[head][-1]["description"] == f"{count} {noun}: {count} ready"
+    assert world.github.statuses[head][-1]["target_url"].endswith("/actions/runs/42")
+    assert len(world.github.requests) <= 6, world.github.requests
+    (comment,) = world.github.our_comments(2)
+    assert all(f"| **tiny{i:02d}** |" in comment["body"] for i in range(count))
+
+
+def test_statuses_per_environment_on_request(world: World):
+    """`statuses: per-environment` sets one context per environment on the pull request, for
+    branch protection that requires them one by one."""
+    world.monkeypatch.setenv("STACKWARD_STATUSES", "per-environment")
+    base, head = _tiny_environments(world, 3)
+    result = world.pull_request("opened", base, head)
+    assert result.exit_code == 0, result.output
+    contexts = world.github.contexts(head)
+    names = [f"stackward/tiny{i:02d}" for i in range(3)]
+    assert [c for c in contexts if c[1] == "pending"] == [(n, "pending") for n in names]
+    assert [c for c in contexts if c[1] != "pending"] == [(n, "success") for n in names]
+    assert "stackward" not in dict(contexts)

@@ -46,7 +46,7 @@ def test_a_comment_by_someone_else_with_the_marker_is_ignored_and_its_author_nam
         forged(head, {"local": "0" * 64}),
         forged(head, {}),
     ]  # untouched
-    assert world.github.contexts(head) == [("stackward/local", "pending"), ("stackward/local", "success")]
+    assert world.github.contexts(head) == [("stackward", "pending"), ("stackward", "success")]
     assert "ignored a comment on #2 by mallory: it carries stackward's hidden marker" in result.output
     assert "by odd\\u000a\\u003a\\u003aerror\\u003a\\u003aname\\u0025:" in result.output
     assert "FORGED-BODY" not in result.output and "::error::" not in result.output
@@ -102,7 +102,7 @@ def test_a_merge_is_judged_by_the_policies_before_it(world: World):
     assert result.exit_code == 1, result.output
     report = world.github.comments[2][-1]["body"]
     assert "| **local** | ❌ failed |" in report and "denied by policy, nothing was applied" in report
-    assert world.github.contexts(merge) == [("stackward/local", "failure")]
+    assert world.github.contexts(merge) == [("stackward", "failure")]
     assert "local-builder" not in zenml_state(world.state, "local")["components"]
 
 
@@ -129,7 +129,7 @@ def test_a_fork_with_a_read_only_token_is_checked_and_warned_about(world: World)
     result = world.pull_request("opened", world.base, head, token="ghs_fork", **fork)
     assert result.exit_code == 0, result.output
     assert (
-        "::warning title=stackward::GitHub: setting status stackward/local: HTTP 403: Resource not "
+        "::warning title=stackward::GitHub: setting status stackward: HTTP 403: Resource not "
         "accessible by integration (the token needs statuses=write)"
     ) in result.output
     assert "GitHub: commenting on the pull request: HTTP 403" in result.output
@@ -138,5 +138,5 @@ def test_a_fork_with_a_read_only_token_is_checked_and_warned_about(world: World)
     summary = world.summary.read_text()
     assert "| **local** |" in summary and "✅ checked (not planned)" in summary
     assert "GitHub refused some of stackward's writes" in summary
-    assert "> - GitHub: setting status stackward/local: HTTP 403" in summary
+    assert "> - GitHub: setting status stackward: HTTP 403" in summary
     assert world.github.statuses == {} and world.github.comments == {}

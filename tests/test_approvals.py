@@ -32,7 +32,7 @@ def _set_up(world: World) -> tuple[str, str]:
 
 
 def _status(world: World, sha: str) -> str:
-    return dict(world.github.contexts(sha))["stackward/local"]
+    return dict(world.github.contexts(sha))["stackward"]
 
 
 def _comment(world: World) -> str:
