@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from action.context import Run
-from action.pull_request import outcome_of
+from action.pull_request import outcome_of, pending_statuses, result_statuses
 from stackward.github import templates
 from stackward.github.changed import changed_files, removed_environments, touched_environments
 from stackward.github.comment_body import comment_bodies, job_summary
@@ -34,24 +34,14 @@ def handle(run: Run) -> int:
     files = changed_files(report.repo.repo_root, base_sha, head_sha)
     names = run.selected(touched_environments(report.repo, report.environments, files, run.settings.policies))
     run.output(environments=",".join(names))
-    for name in names:
-        run.client.status(
-            head_sha, f"stackward/{name}", "pending", "planning the merge queue…", run.ctx.run_url
-        )
+    pending_statuses(run, head_sha, names, "planning the merge queue…")
     notes = [templates.REMOVED.substitute(env=env) for env in removed_environments(report.repo, files)]
     change = PullRequest(0, "", base_sha=base_sha, head_sha=head_sha, changed_files=tuple(files))
     outcome = outcome_of(run, report, names, change, False, notes)
     run.found(outcome.findings)
     body = next(comment_bodies(outcome, outcome.state(planned=True), title="merge queue plan"))
     run.client.commit_comment(head_sha, body)  # what the push of this commit applies
-    for env in outcome.environments:
-        run.client.status(
-            head_sha,
-            f"stackward/{env.name}",
-            "success" if env.passed else "failure",
-            env.description(),
-            run.ctx.run_url,
-        )
+    result_statuses(run, head_sha, outcome.environments)
     report_text = job_summary(outcome, plan_file=run.outputs["plan-file"])
     run.summary(report_text)
     run.say(stop_commands(report_text))

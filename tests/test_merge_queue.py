@@ -55,7 +55,7 @@ def test_the_queue_plan_is_checked_on_the_merge_commit_and_applied_by_its_push(w
     base, head = _queue(world)
     checked = world.deliver("merge_group", merge_group(base, head), head)
     assert checked.exit_code == 0, checked.output
-    assert world.github.contexts(head) == [("stackward/local", "pending"), ("stackward/local", "success")]
+    assert world.github.contexts(head) == [("stackward", "pending"), ("stackward", "success")]
     (recorded,) = world.github.commit_comments[head]
     assert "zenml.StackComponent.local-builder" in recorded["body"]
     assert "zenml.StackComponent.local-registry" in recorded["body"]
