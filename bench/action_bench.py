@@ -2,8 +2,10 @@
 for 1, 10 and 50 changed environments, against the local GitHub API stand-in of the tests.
 
 Each environment holds a Terraform module of terraform_data resources (offline). Prints calls
-per event: a fixed part (find and write the comment) plus two commit statuses per environment
-(pending, then the result), which branch protection needs one by one.
+per event for both settings of the `statuses` input: `aggregate` (the default: one `stackward`
+status, pending then final, so the calls stay fixed: at most 6 however many environments) and
+`per-environment` (a pending and a final `stackward/<env>` status per environment, growing by
+two calls per environment).
 
     .venv/bin/python bench/action_bench.py
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,12 +43,14 @@ def make_repo(repo: Path, environments: int) -> tuple[str, str]:
         env = repo / "environments" / f"env{i:02d}"
         env.mkdir()
         (env / "environment.yaml").write_text(
-            HEAD + f"kind: Environment\nmetadata: {{name: env{i:02d}}}\nspec: {{bases: []}}\n"
+            HEAD
+            + f"kind: Environment\nmetadata: {{name: env{i:02d}}}\nspec: {{bases: [], labels: {{environment: env{i:02d}, team: bench}}}}\n"
         )
         (env / "infra.yaml").write_text(
             HEAD + "kind: Infrastructure\nmetadata: {name: data}\nspec:\n"
             "  source: ../_modules/data\n  variables: {size: 5}\n"
         )
+    shutil.copytree(ROOT / "policies", repo / "policies")  # the default policies (the gate fails closed)
     git(repo.parent, "init", "-q", "-b", "master", str(repo))
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "base")
@@ -58,40 +63,47 @@ def make_repo(repo: Path, environments: int) -> tuple[str, str]:
 
 
 def main() -> None:
-    for count in (1, 10, 50):
-        with tempfile.TemporaryDirectory() as tmp, GitHubStandIn(REPOSITORY) as github:
-            repo = Path(tmp) / "repo"
-            base, head = make_repo(repo, count)
-            event = json.loads(PAYLOAD.read_text())
-            event["pull_request"]["head"]["sha"], event["pull_request"]["base"]["sha"] = head, base
-            event_path = Path(tmp) / "event.json"
-            event_path.write_text(json.dumps(event))
-            env = {
-                **os.environ,
-                "GITHUB_EVENT_NAME": "pull_request",
-                "GITHUB_EVENT_PATH": str(event_path),
-                "GITHUB_REPOSITORY": REPOSITORY,
-                "GITHUB_SHA": head,
-                "GITHUB_API_URL": github.url,
-                "GITHUB_TOKEN": "bench",
-                "STACKWARD_STATE_DIR": str(Path(tmp) / "state"),
-            }
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [str(Path(sys.executable).parent / "stackward"), "action"],
-                cwd=repo,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            elapsed = time.perf_counter() - start
-            if proc.returncode != 0:
-                raise SystemExit(f"the action failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-            calls = Counter(method for method, _ in github.requests)
-            print(
-                f"{count:2d} changed environment(s): {len(github.requests)} API calls "
-                f"({dict(sorted(calls.items()))}), {elapsed:.1f} s wall time"
-            )
+    for statuses in ("aggregate", "per-environment"):
+        print(f"statuses: {statuses}")
+        for count in (1, 10, 50):
+            run_event(count, statuses)
+
+
+def run_event(count: int, statuses: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp, GitHubStandIn(REPOSITORY) as github:
+        repo = Path(tmp) / "repo"
+        base, head = make_repo(repo, count)
+        event = json.loads(PAYLOAD.read_text())
+        event["pull_request"]["head"]["sha"], event["pull_request"]["base"]["sha"] = head, base
+        event_path = Path(tmp) / "event.json"
+        event_path.write_text(json.dumps(event))
+        env = {
+            **os.environ,
+            "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_EVENT_PATH": str(event_path),
+            "GITHUB_REPOSITORY": REPOSITORY,
+            "GITHUB_SHA": head,
+            "GITHUB_API_URL": github.url,
+            "GITHUB_TOKEN": "bench",
+            "STACKWARD_STATE_DIR": str(Path(tmp) / "state"),
+            "STACKWARD_STATUSES": statuses,
+        }
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "stackward"), "action"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"the action failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        calls = Counter(method for method, _ in github.requests)
+        print(
+            f"{count:2d} changed environment(s): {len(github.requests)} API calls "
+            f"({dict(sorted(calls.items()))}), {elapsed:.1f} s wall time"
+        )
 
 
 if __name__ == "__main__":
