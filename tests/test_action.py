@@ -74,6 +74,7 @@ def test_merge_applies_the_reviewed_plan_and_reports_back(world: World):
         "success",
     ]
     assert world.github.contexts(merge) == [("stackward", "success")]
+    assert world.github.statuses[merge][-1]["description"] == "1 environment: 1 applied"
     # Another push of the same commit (a re-run) applies nothing more.
     again = world.deliver("push", push, merge)
     assert (
@@ -429,3 +430,17 @@ def test_statuses_per_environment_on_request(world: World):
     assert [c for c in contexts if c[1] == "pending"] == [(n, "pending") for n in names]
     assert [c for c in contexts if c[1] != "pending"] == [(n, "success") for n in names]
     assert "stackward" not in dict(contexts)
+
+
+def test_statuses_per_environment_on_the_push_that_applies(world: World):
+    """With `statuses: per-environment` the push reports `stackward/<env>`, not `stackward`."""
+    world.monkeypatch.setenv("STACKWARD_STATUSES", "per-environment")
+    head = world.commit({"environments/local/builder.yaml": BUILDER}, "add a builder")
+    assert world.pull_request("opened", world.base, head).exit_code == 0
+    assert world.github.contexts(head) == [("stackward/local", "pending"), ("stackward/local", "success")]
+    assert "+5 ~0 -0 ±0, policies pass" in world.github.statuses[head][-1]["description"]
+    merge, push = world.merge(head)
+    result = world.deliver("push", push, merge)
+    assert result.exit_code == 0, result.output
+    assert world.github.contexts(merge) == [("stackward/local", "success")]
+    assert world.github.statuses[merge][-1]["description"] == "applied: 5 change(s)"
