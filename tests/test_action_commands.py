@@ -64,7 +64,7 @@ def test_plan_command_replans_the_pull_request_and_updates_its_one_comment(world
     (comment,) = world.github.our_comments(2)
     assert f"### stackward plan for `{second[:7]}`" in comment["body"] and "local-builder2" in comment["body"]
     assert ("PATCH", f"/repos/{REPOSITORY}/issues/comments/{comment['id']}") in world.github.requests
-    assert world.github.contexts(second) == [("stackward/local", "pending"), ("stackward/local", "success")]
+    assert world.github.contexts(second) == [("stackward", "pending"), ("stackward", "success")]
     assert replies(world) == []
     assert f"/stackward plan by {WRITER}: planning #2 at {second[:12]}" in result.output
 
