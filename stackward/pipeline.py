@@ -166,6 +166,7 @@ class Pipeline:
             stores=lambda env: self.store(report, env),
             actor=self.actor,
             verify_connectors=self.settings.verify_connectors,
+            render_unchanged=self.settings.policy_gate,  # the gate's policies may read the plan
         )
 
     def plan_one(self, report: Report, env: Environment) -> Planned:

@@ -59,6 +59,10 @@ class Workspace:
     reader: StoreReader | None = None  # a long-running caller's shared reader of embedded stores
     actor: str = "stackward"  # who applies, for the ledger: the CLI, the Action or the reconciler
     verify_connectors: bool = False  # ZenML's verification of every connector at plan (cloud access)
+    # Terraform's JSON plan (`show -json`) even when nothing changes: the policies read it
+    # (input.terraform_plan, and its no-op changes in input.changes); off, a plan without
+    # changes skips it and reads the outputs from the state
+    render_unchanged: bool = True
 
     def store(self, env: Environment) -> StateStore:
         """Where `env`'s lock, ledger and applied revision live."""
@@ -142,7 +146,7 @@ class EnvironmentRun:
         raw: dict = {}
         if self.terraform.needed:
             self.step("terraform plan")
-            self.terraform_plan = self.terraform.plan()
+            self.terraform_plan = self.terraform.plan(render_unchanged=self.workspace.render_unchanged)
             changes += self.terraform_plan.changes
             outputs, raw = self.terraform_plan.outputs, self.terraform_plan.raw
         wanted = self.desired(outputs)

@@ -19,7 +19,7 @@ from stackward.errors import EnvironmentFailed
 from stackward.plan.state import EnvironmentState
 from stackward.process_env import terraform_environment
 from stackward.spec.model import Environment
-from stackward.terraform.plan_json import Outputs, TerraformPlan, read_outputs, read_plan
+from stackward.terraform.plan_json import Outputs, TerraformPlan, read_outputs, read_plan, unchanged_plan
 from stackward.terraform.render import OutputsIndex, RenderedRoot, backend, infrastructure, render_root
 
 __all__ = ["TerraformError", "TerraformExecutor", "TerraformPlan"]
@@ -40,6 +40,7 @@ class TerraformExecutor:
         self.modules = infrastructure(env)
         self.workdir = state.terraform_dir
         self._rendered: RenderedRoot | None = None  # what init last wrote to main.tf.json
+        self.ran: list[str] = []  # the terraform commands run, in order (`plan`, `show`, ...)
 
     @property
     def needed(self) -> bool:
@@ -72,7 +73,14 @@ class TerraformExecutor:
     def _run(self, tf: Terraform, step: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any) -> str:
         """One terraform command (its command line built by python-terraform), run with the
         allow-listed environment of this phase, never this process's."""
+        return self._exec(tf, step, *args, ok=ok, **options).stdout
+
+    def _exec(
+        self, tf: Terraform, step: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any
+    ) -> subprocess.CompletedProcess:
+        """As _run(), with the exit code."""
         command = tf.generate_cmd_string(step, *args, no_color=IsFlagged, **options)
+        self.ran.append(step)
         proc = subprocess.run(
             command,
             cwd=self.workdir,
@@ -82,7 +90,7 @@ class TerraformExecutor:
         )
         if proc.returncode not in ok:
             raise TerraformError(_explain(self.env.name, step, proc.stderr or proc.stdout))
-        return proc.stdout
+        return proc
 
     def init(self) -> Terraform:
         """Render the root module; `terraform init` only when it changed (or never succeeded)."""
@@ -99,10 +107,16 @@ class TerraformExecutor:
             marker.write_text(rendered)
         return tf
 
-    def plan(self) -> TerraformPlan:
-        """`terraform plan -out`, then `show -json` read into the change model."""
+    def plan(self, render_unchanged: bool = True) -> TerraformPlan:
+        """`terraform plan -out`, then `show -json` read into the change model.
+
+        When the plan has no changes (`-detailed-exitcode` 0) and `render_unchanged` is off,
+        `show -json` (which loads every provider's schema) is skipped: there are no changes to
+        read, and the outputs are read from the state instead (see `unchanged_plan`). The
+        plan then has no `raw` JSON and no no-op changes; keep it on when something reads
+        them (the policies' `input.terraform_plan` and `input.changes`)."""
         tf = self.init()
-        self._run(
+        proc = self._exec(
             tf,
             "plan",
             ok=(0, 2),
@@ -111,6 +125,9 @@ class TerraformExecutor:
             detailed_exitcode=IsFlagged,
             lock_timeout=f"{self.lock_timeout:.0f}s",
         )
+        if proc.returncode == 0 and not render_unchanged:
+            values = json.loads(self._run(tf, "output", json=IsFlagged) or "{}")
+            return unchanged_plan(values, self._outputs_index)
         raw = json.loads(self._run(tf, "show", "tfplan", json=IsFlagged))
         return read_plan(raw, self._outputs_index)
 

@@ -3,7 +3,8 @@
 `read_plan` reads `terraform show -json <plan>`: each resource change becomes a `Change`
 (data source reads are left out), with sensitive values as `(sensitive)` and values only
 known after apply as `(known after apply)`; the root module's exported outputs known before
-apply are read back per module. `read_outputs` reads `terraform output -json` the same way.
+apply are read back per module. `read_outputs` reads `terraform output -json` the same way,
+and `unchanged_plan` makes the plan of a `terraform plan` that found nothing to change from it.
 """
 
 from __future__ import annotations
@@ -81,6 +82,24 @@ def read_outputs(values: dict, outputs_index: OutputsIndex) -> tuple[Outputs, li
             if values[name].get("sensitive"):
                 sensitive.append(values[name]["value"])
     return outputs, sensitive
+
+
+def unchanged_plan(values: dict, outputs_index: OutputsIndex) -> TerraformPlan:
+    """The plan of a `terraform plan` that found no changes (exit code 0 of
+    `-detailed-exitcode`), from `terraform output -json` instead of `show -json`.
+
+    No changes means no output changes either (Terraform counts those, exit code 2), so the
+    state's outputs are the planned ones, with the same `sensitive` marks. An output of the
+    root module missing from the state is null (Terraform keeps no null outputs); `show -json`
+    gives it as null too. The resources' no-op changes and the raw plan are left out."""
+    outputs: Outputs = {}
+    sensitive = set()
+    for index, (module, output) in enumerate(outputs_index):
+        name = output_name(index)
+        outputs.setdefault(module, {})[output] = values.get(name, {}).get("value")
+        if values.get(name, {}).get("sensitive"):
+            sensitive.add((module, output))
+    return TerraformPlan([], outputs, sensitive, {})
 
 
 def _mask(value: Any, sensitive: Any, unknown: Any) -> Any:
