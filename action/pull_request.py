@@ -116,24 +116,10 @@ def aggregate_description(environments: list[EnvironmentOutcome]) -> str:
         return "no environment changed"
     counts: dict[str, int] = {}
     for env in environments:
-        word = _verdict(env)
+        word = env.verdict
         counts[word] = counts.get(word, 0) + 1
     parts = ", ".join(f"{n} {word}" for word, n in counts.items())
     return f"{_environments(len(environments))}: {parts}"
-
-
-def _verdict(env: EnvironmentOutcome) -> str:
-    if env.error:
-        return "could not plan"
-    if env.validation_errors:
-        return "invalid"
-    if env.deny:
-        return "denied"
-    if env.plan is not None and env.plan.conflicts:
-        return "in conflict"
-    if env.plan is None:
-        return "checked"
-    return "ready"
 
 
 def _environments(count: int) -> str:

@@ -27,6 +27,15 @@ NAME_LIMIT = 100  # characters kept of a name (environment, policy code)
 TEXT_LIMIT = 1000  # characters kept of a message, an error, a note, an address
 
 
+_STATUS = {
+    "could not plan": "❌ could not plan",
+    "invalid": "❌ invalid specs",
+    "denied": "❌ denied by policy",
+    "in conflict": "❌ name conflicts",
+    "checked": "✅ checked (not planned)",
+}
+
+
 @dataclass
 class EnvironmentOutcome:
     """One environment's result in a pull request."""
@@ -43,18 +52,24 @@ class EnvironmentOutcome:
         return not (self.validation_errors or self.deny or self.error or (self.plan and self.plan.conflicts))
 
     @property
-    def status(self) -> str:
+    def verdict(self) -> str:
+        """One word for how the environment ended: could not plan, invalid, denied, in
+        conflict, checked (not planned), ready."""
         if self.error:
-            return "❌ could not plan"
+            return "could not plan"
         if self.validation_errors:
-            return "❌ invalid specs"
+            return "invalid"
         if self.deny:
-            return "❌ denied by policy"
+            return "denied"
         if self.plan is not None and self.plan.conflicts:
-            return "❌ name conflicts"
-        if self.plan is None:
-            return "✅ checked (not planned)"
-        return "✅ ready to apply" if self.plan.has_changes else "✅ no changes"
+            return "in conflict"
+        return "checked" if self.plan is None else "ready"
+
+    @property
+    def status(self) -> str:
+        if self.verdict == "ready":
+            return "✅ ready to apply" if self.plan.has_changes else "✅ no changes"
+        return _STATUS[self.verdict]
 
     @property
     def summary(self) -> str:
