@@ -11,7 +11,7 @@ no traceback. Anything that is not a `StackwardError` is a bug in stackward.
     ├── SpecsInvalid          exit 1: the specs do not validate, or the policies deny them
     └── EnvironmentFailed     exit 1: planning or applying one environment failed, the others
                                       may go on (ApplyRefused, LockError, TerraformError,
-                                      ZenmlError)
+                                      ZenmlError, Interrupted)
 
 Each specific error lives beside the code that raises it.
 """
@@ -52,3 +52,8 @@ class SpecsInvalid(StackwardError):
 
 class EnvironmentFailed(StackwardError):
     """Planning or applying one environment failed; the message names the environment."""
+
+
+class Interrupted(EnvironmentFailed):
+    """The run stopped before it finished: its lock was lost, or the service is shutting down.
+    What was done before it stopped is in the ledger, recorded as interrupted."""
