@@ -7,6 +7,11 @@ status, pending then final, so the calls stay fixed: at most 6 however many envi
 `per-environment` (a pending and a final `stackward/<env>` status per environment, growing by
 two calls per environment).
 
+Then the same event over embedded environments that hold ZenML stacks (applied on the base
+first, so every plan reads its store), for 1 and 10 changed environments, with the default
+`plan_concurrency` and with 1: target (issue 15) the 10-environment run within 2x of the
+single environment's.
+
     .venv/bin/python bench/action_bench.py
 """
 
@@ -23,6 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+UNGATED = {"STACKWARD_POLICY_GATE": "false"}
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import git  # noqa: E402
 from fixtures_path import shared_fixtures  # noqa: E402
@@ -62,17 +69,62 @@ def make_repo(repo: Path, environments: int) -> tuple[str, str]:
     return base, git(repo, "rev-parse", "HEAD")
 
 
+def embedded_repo(repo: Path, environments: int, state: Path) -> tuple[str, str]:
+    """Embedded environments like the `local` example (a stack of a local orchestrator and an
+    artifact store whose path a Terraform output gives), applied at the base; the head adds a
+    component to each. The default policies would deny the example's names and labels in
+    these environments, so this case runs with the gate off (UNGATED)."""
+    shutil.copytree(ROOT / "environments" / "_modules", repo / "environments" / "_modules")
+    for i in range(environments):
+        env = repo / "environments" / f"env{i:02d}"
+        shutil.copytree(ROOT / "environments" / "local", env)
+        spec = env / "environment.yaml"
+        spec.write_text(spec.read_text().replace("name: local", f"name: env{i:02d}"))
+    git(repo.parent, "init", "-q", "-b", "master", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    base = git(repo, "rev-parse", "HEAD")
+    subprocess.run(
+        [str(BIN / "stackward"), "apply", "environments", "--state-dir", str(state)],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        env={**os.environ, **UNGATED, "STACKWARD_ALLOW_EPHEMERAL_STATE": "true"},
+    )
+    for i in range(environments):
+        stack = repo / "environments" / f"env{i:02d}" / "stack.yaml"
+        stack.write_text(
+            stack.read_text() + "---\napiVersion: stackward.dev/v1alpha1\nkind: StackComponent\n"
+            "metadata:\n  name: second-orchestrator\nspec:\n  type: orchestrator\n  flavor: local\n"
+        )
+    git(repo, "commit", "-qam", "a second orchestrator in every environment")
+    return base, git(repo, "rev-parse", "HEAD")
+
+
 def main() -> None:
     for statuses in ("aggregate", "per-environment"):
         print(f"statuses: {statuses}")
         for count in (1, 10, 50):
             run_event(count, statuses)
+    print("embedded environments with ZenML stacks (statuses: aggregate)")
+    for concurrency in ("4", "1"):
+        single = run_event(1, "aggregate", embedded=True, concurrency=concurrency)
+        ten = run_event(10, "aggregate", embedded=True, concurrency=concurrency)
+        print(
+            f"  plan_concurrency {concurrency}: 10 environments take {ten / single:.2f}x one "
+            "environment's run (target: <= 2x)"
+        )
 
 
-def run_event(count: int, statuses: str) -> None:
+def run_event(count: int, statuses: str, embedded: bool = False, concurrency: str = "4") -> float:
+    """The wall time of one pull-request event over `count` changed environments (printed
+    with its API calls)."""
     with tempfile.TemporaryDirectory() as tmp, GitHubStandIn(REPOSITORY) as github:
         repo = Path(tmp) / "repo"
-        base, head = make_repo(repo, count)
+        if embedded:
+            base, head = embedded_repo(repo, count, Path(tmp) / "state")
+        else:
+            base, head = make_repo(repo, count)
         event = json.loads(PAYLOAD.read_text())
         event["pull_request"]["head"]["sha"], event["pull_request"]["base"]["sha"] = head, base
         event_path = Path(tmp) / "event.json"
@@ -87,10 +139,12 @@ def run_event(count: int, statuses: str) -> None:
             "GITHUB_TOKEN": "bench",
             "STACKWARD_STATE_DIR": str(Path(tmp) / "state"),
             "STACKWARD_STATUSES": statuses,
+            "STACKWARD_PLAN_CONCURRENCY": concurrency,
+            **(UNGATED if embedded else {}),
         }
         start = time.perf_counter()
         proc = subprocess.run(
-            [str(Path(sys.executable).parent / "stackward"), "action"],
+            [str(BIN / "stackward"), "action"],
             cwd=repo,
             env=env,
             capture_output=True,
@@ -104,6 +158,7 @@ def run_event(count: int, statuses: str) -> None:
             f"{count:2d} changed environment(s): {len(github.requests)} API calls "
             f"({dict(sorted(calls.items()))}), {elapsed:.1f} s wall time"
         )
+        return elapsed
 
 
 if __name__ == "__main__":

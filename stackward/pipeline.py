@@ -13,7 +13,9 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 from stackward.checks.validate import Report, validate
 from stackward.diagnostics import Diagnostic
@@ -32,6 +34,7 @@ from stackward.plan.run import (
     quiet,
     revision,
 )
+from stackward.plan.state import EnvironmentState
 from stackward.policy.check import PolicyOptions, check_policies
 from stackward.policy.input import PullRequest
 from stackward.secrets import Scrubber, secret_values
@@ -183,22 +186,60 @@ class Pipeline:
         pull_request: PullRequest | None = None,
         policies_ref: str | None = None,
     ) -> PlanOutcome:
-        """Plan `environments` in promotion order (a failure is kept with its environment and
-        the others go on), then evaluate the policies on specs and plans; with `policies_ref`
-        (a PR's base), the policies and each environment's `input.base` are read at that ref.
-        With `compute` off (a fork's pull request) nothing is planned: the policies judge the
-        specs alone."""
-        planned: dict[str, Planned] = {}
-        for env in promotion_order(environments):
-            if not compute:
-                planned[env.name] = Planned(EnvironmentPlan(env.name))
-                continue
-            try:
-                planned[env.name] = self.plan_one(report, env)
-            except StackwardError as exc:  # this environment's (its store, Terraform, ZenML, lock)
-                planned[env.name] = Planned(EnvironmentPlan(env.name, error=str(exc)))
+        """Plan `environments` (a failure is kept with its environment and the others go on),
+        then evaluate the policies on specs and plans; the plans are in promotion order. With
+        `policies_ref` (a PR's base), the policies and each environment's `input.base` are read
+        at that ref. With `compute` off (a fork's pull request) nothing is planned: the
+        policies judge the specs alone."""
+        ordered = promotion_order(environments)
+        if compute:
+            planned = self._plan_each(report, ordered)
+        else:
+            planned = {env.name: Planned(EnvironmentPlan(env.name)) for env in ordered}
         options = self.policy_options(base_ref=policies_ref, pull_request=pull_request)
         return PlanOutcome(report, planned, policy_findings(environments, report, planned, options))
+
+    def _plan_each(self, report: Report, environments: list[Environment]) -> dict[str, Planned]:
+        """Each environment's plan, up to `plan_concurrency` at once: they share nothing but
+        the scrubber and the reader (each has its own lock, state folder, Terraform and ZenML
+        processes), and a plan mostly waits on those processes."""
+        workspace = self.workspace(report)
+
+        def one(env: Environment) -> Planned:
+            try:
+                return plan_environment(env, workspace)
+            except StackwardError as exc:  # this environment's (its store, Terraform, ZenML, lock)
+                return Planned(EnvironmentPlan(env.name, error=str(exc)))
+
+        with self._run_reader(workspace, environments) as reader:
+            workspace = replace(workspace, reader=reader)
+            workers = max(1, min(self.settings.plan_concurrency, len(environments)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="stackward-plan") as pool:
+                return dict(zip((e.name for e in environments), pool.map(one, environments), strict=True))
+
+    @contextmanager
+    def _run_reader(
+        self, workspace: Workspace, environments: list[Environment]
+    ) -> Iterator[StoreReader | None]:
+        """The reader of embedded stores for one run: the caller's, else one of the run's own
+        when two or more environments would otherwise each start a ZenML process (seconds of
+        zenml import each) only to read their stores."""
+        if self.reader is not None:
+            yield self.reader
+            return
+        existing = [
+            e
+            for e in environments
+            if e.settings.embedded and EnvironmentState(workspace.state_root, e.name).zenml_database.exists()
+        ]
+        if len(existing) < 2:
+            yield None
+            return
+        reader = StoreReader()
+        try:
+            yield reader
+        finally:
+            reader.close()
 
     # -- apply ------------------------------------------------------------------------------
     def gate(

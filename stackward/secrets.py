@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -61,19 +62,22 @@ class Scrubber:
     def __init__(self, values: Iterable[str | None] = ()):
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._adding = threading.Lock()  # environments planned at once add values concurrently
         self.add(*values)
 
     def add(self, *values: str | None) -> None:
-        for value in values:
-            if value:
-                self._forms |= forms_of(value)
-        longest_first = sorted(self._forms, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
+        with self._adding:
+            for value in values:
+                if value:
+                    self._forms |= forms_of(value)
+            longest_first = sorted(self._forms, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
 
     def __call__(self, text: str) -> str:
-        if self._pattern is None or not text:
+        pattern = self._pattern
+        if pattern is None or not text:
             return text
-        return self._pattern.sub(SENSITIVE, text)
+        return pattern.sub(SENSITIVE, text)
 
     def data(self, value: Any) -> Any:
         """`value` with every string in it (dict keys and values, list items) scrubbed."""

@@ -46,6 +46,7 @@ class Settings(BaseModel):
     allow_ephemeral_state: bool = False  # apply on a CI runner with state in files the job loses (demos)
     verify_connectors: bool = False  # ZenML's own verification of every connector at plan (cloud access)
     lock_timeout: float = 300.0  # seconds to wait for an environment held by another run
+    plan_concurrency: int = Field(default=4, ge=1)  # environments planned at once (1: one after another)
     policies: Path | None = None  # default: policies/ at the repository root
     policy_gate: bool = True  # False turns the policy gate off explicitly; no policies: an error
     # Rego package prefixes whose deny/warn rules count (a list, or comma-separated); "*": every package

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -62,11 +62,18 @@ class Change:
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["action"] = self.action.value
-        data["fields"] = [asdict(f) for f in self.fields]
-        data["notes"] = list(self.notes)
-        return data
+        """The change as JSON data (its values shared, not copied: a plan of thousands of
+        resources is serialised on every run)."""
+        return {
+            "layer": self.layer,
+            "kind": self.kind,
+            "name": self.name,
+            "address": self.address,
+            "action": self.action.value,
+            "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in self.fields],
+            "reason": self.reason,
+            "notes": list(self.notes),
+        }
 
     def reviewed(self) -> dict:
         """What identifies the change in a plan's hash (its notes left out)."""

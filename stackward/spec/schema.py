@@ -6,16 +6,17 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Iterable
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from stackward.diagnostics import Diagnostic, JsonPath
 from stackward.spec.loader import SourceMap
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 API_VERSION = "stackward.dev/v1alpha1"
 _MAX_SUGGEST_OPTIONS = 300
@@ -64,11 +65,19 @@ class SchemaChecker:
     validator that explains what is wrong when the answer is no."""
 
     def __init__(self, schema: dict):
-        self.explainer = Draft202012Validator(schema)
+        self.schema = schema
         try:
             self.gate: Any = jsonschema_rs.validator_for(schema)
         except ValueError:  # a pattern outside the compiled engine's regex dialect
             self.gate = None
+
+    @cached_property
+    def explainer(self) -> Any:
+        """jsonschema's validator, imported when something is to be explained (or the compiled
+        engine cannot take the schema): importing it costs more than the rest of a start-up."""
+        from jsonschema import Draft202012Validator
+
+        return Draft202012Validator(self.schema)
 
     def is_valid(self, instance: Any) -> bool:
         if self.gate is not None:
