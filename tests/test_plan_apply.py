@@ -196,7 +196,8 @@ def test_a_name_taken_by_a_resource_stackward_does_not_own_blocks_apply(repo: Pa
     result = apply(repo)
     assert result.exit_code == 1
     assert "! zenml.StackComponent.local-builder" in result.output
-    assert "already exists and belongs to no one (registered by hand, or ZenML's default)" in result.output
+    assert "already exists, registered by hand (or ZenML's default)" in result.output
+    assert "adopt it with `adopt: true`" in result.output  # the way in, never taken silently
     zenml = zenml_state(state_of(repo), "local")
     assert zenml["components"]["local-builder"]["labels"] == {"owner": "alice"}
     assert "local-stack" not in zenml["stacks"]  # nothing was applied

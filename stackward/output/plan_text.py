@@ -16,6 +16,7 @@ _COLOURS = {
     Action.DELETE: "red",
     Action.REPLACE: "magenta",
     Action.CONFLICT: "red",
+    Action.ADOPT: "cyan",
 }
 
 
@@ -27,7 +28,13 @@ def format_value(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-_DIFF_SIGNS = {Action.CREATE: "+", Action.DELETE: "-", Action.UPDATE: "!", Action.REPLACE: "!"}
+_DIFF_SIGNS = {
+    Action.CREATE: "+",
+    Action.DELETE: "-",
+    Action.UPDATE: "!",
+    Action.REPLACE: "!",
+    Action.ADOPT: "!",
+}
 
 
 def diff_lines(plan: EnvironmentPlan, limit: int) -> list[str]:
@@ -55,8 +62,8 @@ def diff_lines(plan: EnvironmentPlan, limit: int) -> list[str]:
 def render_change(change: Change) -> list[str]:
     """A change's lines; names and reasons on one line each, so none can start a line of its own."""
     head = f"  {SYMBOLS[change.action]} {one_line(change.address)}"
-    if change.action is Action.REPLACE:
-        head += "  (replace)"
+    if change.action in (Action.REPLACE, Action.ADOPT):
+        head += f"  ({change.action.value})"
     lines = [
         click.style(
             head, fg=_COLOURS.get(change.action), bold=change.action in (Action.DELETE, Action.REPLACE)

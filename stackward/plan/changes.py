@@ -25,6 +25,7 @@ class Action(StrEnum):
     DELETE = "delete"
     NO_OP = "no-op"
     CONFLICT = "conflict"  # a name taken by something stackward does not own: blocks apply
+    ADOPT = "adopt"  # a resource registered by hand, taken over because its spec says `adopt: true`
 
 
 SYMBOLS = {
@@ -34,6 +35,7 @@ SYMBOLS = {
     Action.REPLACE: "±",
     Action.NO_OP: " ",
     Action.CONFLICT: "!",
+    Action.ADOPT: "⇐",
 }
 
 
@@ -124,11 +126,12 @@ class EnvironmentPlan:
         return [c for c in self.changes if c.action is Action.CONFLICT]
 
     def summary(self) -> str:
-        """`+2 ~1 -0 ±1`"""
+        """`+2 ~1 -0 ±1`, and `⇐1` when something is adopted"""
         counts = self.counts()
-        return " ".join(
-            f"{SYMBOLS[a]}{counts[a]}" for a in (Action.CREATE, Action.UPDATE, Action.DELETE, Action.REPLACE)
-        )
+        shown = [Action.CREATE, Action.UPDATE, Action.DELETE, Action.REPLACE]
+        if counts[Action.ADOPT]:
+            shown.append(Action.ADOPT)
+        return " ".join(f"{SYMBOLS[a]}{counts[a]}" for a in shown)
 
     def content(self) -> dict:
         """What identifies this plan: the changes, in order (no timestamps, no raw plan, no notes)."""

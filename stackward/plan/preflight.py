@@ -17,7 +17,7 @@ from stackward.plan.changes import Action, Change
 from stackward.spec.model import Environment, Resource
 from stackward.zenml.catalog import is_secret_reference
 from stackward.zenml.checking import IMPLICIT_SETTING
-from stackward.zenml.diff import RECREATED, SecretStatus, key_of
+from stackward.zenml.diff import RECREATED, SecretStatus, adopting, key_of
 from stackward.zenml.executor import ZenmlExecutor
 from stackward.zenml.registrations import Registration
 
@@ -75,12 +75,13 @@ def require_secrets(env: Environment, zenml: ZenmlExecutor) -> None:
 
 
 def compared_items(env_name: str, wanted: list[Registration], actual: list[Registration]) -> list[dict]:
-    """What the worker compares: each owned connector and Secret that exists and has secret values."""
+    """What the worker compares: each connector and Secret that exists, is owned (or adopted)
+    and has secret values."""
     have = {key_of(r): r for r in actual}
     items = []
     for want in wanted:
         current = have.get(key_of(want))
-        if want.secrets and current is not None and current.owner == env_name:
+        if want.secrets and current is not None and (current.owner == env_name or adopting(want, current)):
             items.append(
                 {
                     "kind": want.kind,

@@ -4,12 +4,19 @@ Pure functions, no I/O: `plan_registrations()` from desired and actual (touching
 the environment owns, with the follow-on changes ZenML forces), `operations()` turning the
 changes into the ordered calls the ZenML executor makes.
 
+A resource registered by hand (owned by no environment) whose spec says `adopt: true` is
+adopted: the plan shows its differences under `adopt`, and applying it is an update that
+stamps stackward's ownership labels and converges it to the spec. Without `adopt: true` it is
+a conflict, and a resource another environment owns is never adopted.
+
 A replaced component keeps its stacks: the new component is created under a temporary name,
 the stacks are updated to it in place, and only then is the old one deleted and the new one
 renamed. Deleting a stack would unlink its pipeline runs, snapshots and builds in ZenML.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from stackward.plan.changes import SENSITIVE, UNKNOWN, Action, Change, FieldChange, diff_fields
 from stackward.zenml.registrations import KINDS, OWNERSHIP, SPEC_HASH, Registration
@@ -88,18 +95,25 @@ def _secret_changes(want: Registration, have: Registration, status: dict[str, st
     return out
 
 
+def adopting(want: Registration, current: Registration) -> bool:
+    """The spec adopts `current`: it says `adopt: true`, and no environment owns `current`."""
+    return want.adopt and current.owner is None
+
+
 def _conflict(want: Registration, current: Registration) -> Change:
-    owner = (
-        f"environment {current.owner}" if current.owner else "no one (registered by hand, or ZenML's default)"
-    )
+    if current.owner:
+        reason = (
+            f"a {want.kind} named {want.name!r} already exists and belongs to environment {current.owner}; "
+            "stackward never changes what another environment owns: rename yours"
+        )
+    else:
+        reason = (
+            f"a {want.kind} named {want.name!r} already exists, registered by hand (or ZenML's default); "
+            "stackward never changes what it does not own: rename yours, delete the existing one, or "
+            "adopt it with `adopt: true` in the spec's metadata (the plan then shows what adopting changes)"
+        )
     return Change(
-        "zenml",
-        want.kind,
-        want.name,
-        _address(want.kind, want.name),
-        Action.CONFLICT,
-        reason=f"a {want.kind} named {want.name!r} already exists and belongs to {owner}; "
-        "stackward never changes what it does not own: rename yours, or delete or relabel the existing one",
+        "zenml", want.kind, want.name, _address(want.kind, want.name), Action.CONFLICT, reason=reason
     )
 
 
@@ -127,13 +141,23 @@ def plan_registrations(
                 fields.append(FieldChange(_secret_prefix(want), None, shown))
             changes.append(Change("zenml", want.kind, want.name, address, Action.CREATE, tuple(fields)))
             continue
-        if current.owner != env_name:
+        adopt = adopting(want, current)
+        if current.owner != env_name and not adopt:
             changes.append(_conflict(want, current))
             continue
         reason = _replace_reason(want.kind, want, current)
         fields = diff_fields(_comparable(current, _unset_keys(want, current)), _comparable(want))
         fields += _secret_changes(want, current, secret_status.get((want.kind, want.name), {}))
-        if reason:
+        if adopt:
+            if reason:
+                reason = f"it cannot be adopted: its {reason}; delete it, or match the spec to it"
+                changes.append(Change("zenml", want.kind, want.name, address, Action.CONFLICT, reason=reason))
+            else:
+                why = "registered by hand; adopted: stackward's ownership labels are stamped and it follows this spec from now on"
+                changes.append(
+                    Change("zenml", want.kind, want.name, address, Action.ADOPT, tuple(fields), why)
+                )
+        elif reason:
             changes.append(
                 Change("zenml", want.kind, want.name, address, Action.REPLACE, tuple(fields), reason)
             )
@@ -201,37 +225,34 @@ def _cascade(
                 f"it would be {change.action.value}d, but stack {users} (not managed by stackward) uses it; "
                 "move that stack off it first",
             )
-        elif change.kind == "Stack" and change.action in (Action.NO_OP, Action.UPDATE) and target is not None:
+        elif (
+            change.kind == "Stack" and change.action in (Action.NO_OP, Action.UPDATE, Action.ADOPT) and target
+        ):
             recreated = [
                 FieldChange(f"components.{slot}", name, f"{name} {RECREATED}")
                 for slot, name in sorted(target.fields["components"].items())
                 if name in replaced_components
             ]
             if recreated:
-                change = Change(
-                    change.layer,
-                    change.kind,
-                    change.name,
-                    change.address,
-                    Action.UPDATE,
-                    (*change.fields, *recreated),
-                    "updated in place to its re-created components (it keeps its id and its pipeline runs)",
+                change = replace(
+                    change,
+                    action=Action.ADOPT if change.action is Action.ADOPT else Action.UPDATE,
+                    fields=(*change.fields, *recreated),
+                    reason=change.reason
+                    or "updated in place to its re-created components (it keeps its id and its pipeline runs)",
                 )
         elif (
             change.kind == "StackComponent"
             and target is not None
-            and change.action in (Action.NO_OP, Action.UPDATE)
+            and change.action in (Action.NO_OP, Action.UPDATE, Action.ADOPT)
         ) and target.fields.get("connector") in replaced_connectors:
             reconnect = FieldChange(
                 "connector", target.fields["connector"], f"{target.fields['connector']} {RECREATED}"
             )
-            change = Change(
-                change.layer,
-                change.kind,
-                change.name,
-                change.address,
-                Action.UPDATE,
-                (*change.fields, reconnect),
+            change = replace(
+                change,
+                action=Action.ADOPT if change.action is Action.ADOPT else Action.UPDATE,
+                fields=(*change.fields, reconnect),
             )
         out.append(change)
     return out
@@ -239,7 +260,8 @@ def _cascade(
 
 def _build_op(change: Change, reg: Registration) -> dict:
     return {
-        "op": "update" if change.action is Action.UPDATE else "create",
+        "op": "update" if change.action in (Action.UPDATE, Action.ADOPT) else "create",
+        "adopt": change.action is Action.ADOPT,
         "kind": reg.kind,
         "name": reg.name,
         "address": change.address,
@@ -290,7 +312,7 @@ def operations(
             ]
             ops += [delete(c) for c in by_kind[kind] if c.action is Action.REPLACE]
         for change in by_kind[kind]:
-            if change.action in (Action.CREATE, Action.REPLACE, Action.UPDATE):
+            if change.action in (Action.CREATE, Action.REPLACE, Action.UPDATE, Action.ADOPT):
                 ops.append(_build_op(change, want[(change.kind, change.name)]))
     for kind in reversed(KINDS):
         for change in by_kind[kind]:

@@ -56,6 +56,7 @@ class Registration:
     pipelines: tuple[str, ...] = field(
         default=(), compare=False
     )  # a stack's pipelines with runs on it (as read)
+    adopt: bool = False  # the spec takes over a resource of this name registered by hand
 
     @property
     def owner(self) -> str | None:
@@ -181,6 +182,7 @@ def desired(
         labels.update({MANAGED_BY: "stackward", ENVIRONMENT: env.name})
         labels[SPEC_HASH] = _spec_hash(resource.kind, fields, labels, secrets)
         values, unknown_secrets = _infra_values(secrets, outputs)
+        adopt = resource.data.get("metadata", {}).get("adopt") is True
         out.append(
             Registration(
                 resource.kind,
@@ -192,6 +194,7 @@ def desired(
                 unknown,
                 secret_values=values,
                 unknown_secrets=unknown_secrets,
+                adopt=adopt,
             )
         )
     order = {kind: index for index, kind in enumerate(KINDS)}

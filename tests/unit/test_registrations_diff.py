@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from stackward.plan.changes import SENSITIVE, UNKNOWN, Action, FieldChange
 from stackward.zenml.diff import ROTATED, operations, plan_registrations
 from stackward.zenml.registrations import ENVIRONMENT, MANAGED_BY, SPEC_HASH, Registration
@@ -173,3 +175,39 @@ def test_values_zenml_fills_in_are_not_a_change_but_a_key_taken_out_of_the_spec_
     assert plan_registrations(ENV, [component("orch")], [have])[0].action is Action.NO_OP
     (change,) = plan_registrations(ENV, [component("orch", spec_hash="h2")], [have])
     assert change.fields == (FieldChange("configuration.instance_type", "ml.m5.xlarge", None),)
+
+
+def adopting(reg: Registration) -> Registration:
+    return replace(reg, adopt=True)
+
+
+def test_adopting_a_hand_made_registration_shows_what_changes_and_updates_it():
+    hand_made = Registration(
+        "StackComponent",
+        "orch",
+        {**component("orch").fields, "configuration": {"synchronous": False}},
+        {"team": "old"},
+        id="c1",
+    )
+    want = adopting(component("orch", labels={"team": "ml"}))
+    (change,) = plan_registrations(ENV, [want], [hand_made])
+    assert change.action is Action.ADOPT and "adopted" in change.reason
+    fields = {f.path: (f.before, f.after) for f in change.fields}
+    assert fields["labels.team"] == ("old", "ml")
+    assert fields[f"labels.{MANAGED_BY}"] == (None, "stackward")  # the stamp is shown
+    assert fields[f"labels.{ENVIRONMENT}"] == (None, ENV)
+    assert fields["configuration.synchronous"] == (False, None)  # converges to the spec
+    (op,) = operations([change], [want], [hand_made], ENV)
+    assert op["op"] == "update" and op["adopt"] is True and op["labels"][MANAGED_BY] == "stackward"
+
+
+def test_adopting_never_takes_what_another_environment_owns_nor_replaces():
+    want = adopting(component("orch"))
+    (change,) = plan_registrations(ENV, [want], [component("orch", env="prod")])
+    assert change.action is Action.CONFLICT and "environment prod" in change.reason
+    other_flavor = Registration("StackComponent", "orch", component("orch", flavor="kubernetes").fields, {})
+    (change,) = plan_registrations(ENV, [want], [other_flavor])
+    assert change.action is Action.CONFLICT and "cannot be adopted" in change.reason
+    hand_made = Registration("StackComponent", "orch", component("orch").fields, {})
+    (change,) = plan_registrations(ENV, [component("orch")], [hand_made])  # no adopt: true
+    assert change.action is Action.CONFLICT and "adopt: true" in change.reason
