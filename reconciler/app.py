@@ -1,21 +1,53 @@
-"""The reconciler's HTTP service: health, metrics, status API, GitHub webhook, dashboard."""
+"""The reconciler's HTTP service: health, metrics, status API, GitHub webhook, dashboard.
+
+Every response carries the security headers; the API description is served as /openapi.json to
+readers only, and no documentation pages (they load scripts from a CDN)."""
 
 from __future__ import annotations
 
 import hmac
-import json
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import dashboard
 from reconciler.config import ServiceSettings
 from reconciler.metrics import Metrics
 from reconciler.service import Reconciler
 from reconciler.store import Store
-from reconciler.webhooks import push_to, signature_ok
+from reconciler.webhooks import PayloadError, payload, push_to, signature_ok
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": dashboard.CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware: SECURITY_HEADERS on every response."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -30,7 +62,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         yield
         reconciler.stop()  # SIGTERM: finish the pass under way (bounded), then stop
 
-    app = FastAPI(title="stackward reconciler", lifespan=lifespan)
+    app = FastAPI(
+        title="stackward reconciler", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.add_middleware(SecurityHeaders)
     app.state.reconciler = reconciler
 
     def authorised(request: Request) -> None:
@@ -55,8 +90,25 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        ok = reconciler.running
-        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+        """Ready when the loop runs, the database answers and the source is checked out and
+        fetched; each check says "ok" or what is wrong (never a URL or an error's text)."""
+        try:
+            store.ping()
+            database = "ok"
+        except SQLAlchemyError:
+            database = "the database does not answer"
+        checks = {
+            "loop": "ok" if reconciler.running else "the reconcile loop is not running",
+            "database": database,
+            "source": reconciler.source.problem() or "ok",
+        }
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> dict:
+        readable(request)
+        return app.openapi()
 
     @app.get("/metrics")
     def metrics(request: Request) -> Response:
@@ -118,13 +170,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             return JSONResponse(
                 {"ignored": f"{event_name or 'unknown'} events do not trigger reconciles"}, status_code=202
             )
-        delivery = request.headers.get("x-github-delivery", "")
-        if delivery and not store.first_delivery(delivery):
-            return JSONResponse({"ignored": "delivery already received"}, status_code=202)
         try:
-            event: Any = json.loads(body)
-        except ValueError:
-            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+            event = payload(body, request.headers.get("content-type"))
+        except PayloadError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        delivery = request.headers.get("x-github-delivery", "")
+        if delivery and not store.first_delivery(delivery):  # recorded only once it parsed
+            return JSONResponse({"ignored": "delivery already received"}, status_code=202)
         why = push_to(event, settings.branch)
         if why:
             return JSONResponse({"ignored": why}, status_code=202)

@@ -18,6 +18,7 @@ class Source:
 
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
+        self.fetch_failed = False  # the last clone or fetch failed (its error is in the status)
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
         proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
@@ -38,17 +39,33 @@ class Source:
     def cloned(self) -> bool:
         return (self.clone / ".git").exists()
 
+    def problem(self) -> str:
+        """Why the source is not ready, or "" (for /readyz: says nothing of the remote's URL)."""
+        if self.settings.remote and not self.cloned:
+            return "the environments repository is not cloned yet"
+        if self.fetch_failed:
+            return f"the last fetch of branch {self.settings.branch} failed"
+        if not self.folder.is_dir():
+            return "the environments folder does not exist"
+        return ""
+
     def sync(self) -> tuple[Path, str]:
         """(environments folder, revision) at the head of the watched branch."""
         s = self.settings
         if s.remote:
-            if not self.cloned:
-                self.clone.parent.mkdir(parents=True, exist_ok=True)
-                self._git("clone", "--quiet", "--branch", s.branch, s.remote, str(self.clone))
-            else:
-                self._git("fetch", "--quiet", "origin", s.branch, cwd=self.clone)
-                self._git("reset", "--quiet", "--hard", f"origin/{s.branch}", cwd=self.clone)
-            return self.folder, self._git("rev-parse", "HEAD", cwd=self.clone)
+            try:
+                if not self.cloned:
+                    self.clone.parent.mkdir(parents=True, exist_ok=True)
+                    self._git("clone", "--quiet", "--branch", s.branch, s.remote, str(self.clone))
+                else:
+                    self._git("fetch", "--quiet", "origin", s.branch, cwd=self.clone)
+                    self._git("reset", "--quiet", "--hard", f"origin/{s.branch}", cwd=self.clone)
+                revision = self._git("rev-parse", "HEAD", cwd=self.clone)
+            except SourceError:
+                self.fetch_failed = True
+                raise
+            self.fetch_failed = False
+            return self.folder, revision
         try:
             revision = self._git("rev-parse", "HEAD", cwd=s.path if s.path.is_dir() else None)
         except SourceError:

@@ -2,23 +2,33 @@
 applies is the ledger in the state store (stackward.state), shared with the CLI and the Action.
 
 With PostgreSQL, a per-environment advisory lock makes sure two replicas never reconcile the
-same environment at once.
+same environment at once, and the primary key on deliveries makes one of them handle a delivery
+both receive.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, create_engine, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from reconciler.status import EnvironmentStatus
 from stackward.secrets import Scrubber
+
+log = logging.getLogger("stackward.reconciler")
+
+DELIVERY_RETENTION = timedelta(days=7)  # GitHub redelivers for 3 days; a delivery older is forgotten
+PRUNE_EVERY = 600.0  # seconds between prunes of old deliveries, per replica
+CONNECT_TIMEOUT = 5  # seconds to reach PostgreSQL, so /readyz answers when it does not
 
 metadata = MetaData()
 status_table = Table(
@@ -31,8 +41,8 @@ status_table = Table(
 deliveries_table = Table(
     "stackward_deliveries",
     metadata,
-    Column("delivery", String(128), primary_key=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("delivery", String(128), primary_key=True),  # SHA-256 of the id: ids of any length fit
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 
@@ -46,10 +56,20 @@ class Store:
 
     def __init__(self, url: str):
         self.scrub = Scrubber()
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        self.postgres = self.engine.dialect.name == "postgresql"
+        self.postgres = make_url(url).get_backend_name() == "postgresql"
+        self.engine: Engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT} if self.postgres else {},
+        )
         self._local_locks: dict[str, threading.Lock] = {}
+        self._next_prune = 0.0
         metadata.create_all(self.engine)
+
+    def ping(self) -> None:
+        """A cheap query on the status table; raises SQLAlchemyError when the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.execute(select(status_table.c.environment).limit(1)).all()
 
     def load(self, environment: str) -> EnvironmentStatus | None:
         with self.engine.connect() as conn:
@@ -72,15 +92,30 @@ class Store:
                 )
 
     def first_delivery(self, delivery: str) -> bool:
-        """True the first time a webhook delivery id is seen."""
-        with self.engine.begin() as conn:
-            seen = conn.execute(
-                select(deliveries_table.c.delivery).where(deliveries_table.c.delivery == delivery)
-            ).first()
-            if seen:
-                return False
-            conn.execute(deliveries_table.insert().values(delivery=delivery, at=_now()))
+        """True the first time a webhook delivery id is seen, on any replica (the insert of a
+        delivery another replica is inserting at the same moment fails on the primary key)."""
+        key = hashlib.sha256(delivery.encode()).hexdigest()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(deliveries_table.insert().values(delivery=key, at=_now()))
+        except IntegrityError:
+            return False
+        self._prune_deliveries()
         return True
+
+    def _prune_deliveries(self) -> None:
+        """Forget deliveries older than DELIVERY_RETENTION, at most every PRUNE_EVERY seconds.
+        Best effort: a failed prune is logged and tried again next time."""
+        if time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    deliveries_table.delete().where(deliveries_table.c.at < _now() - DELIVERY_RETENTION)
+                )
+        except SQLAlchemyError as exc:
+            log.warning("stackward: pruning old webhook deliveries failed: %s", type(exc).__name__)
 
     @contextmanager
     def exclusive(self, environment: str) -> Iterator[bool]:

@@ -1,6 +1,6 @@
 """The dashboard in a real headless browser (Debian's chromium): it renders without
-JavaScript or anything from outside the machine. Skipped, saying so, where chromium is not
-installed (`apt-get install chromium`)."""
+JavaScript or anything from outside the machine, under its Content-Security-Policy, with
+nothing blocked. Skipped, saying so, where chromium is not installed (`apt-get install chromium`)."""
 
 from __future__ import annotations
 
@@ -31,10 +31,18 @@ def test_dashboard_renders_in_a_headless_browser(tmp_path: Path, store_template:
         svc.wait(ready(svc, "Applied"))
         profile = tmp_path / "chromium-profile"
         common = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}"]
-        dom = subprocess.run(
-            [*common, "--dump-dom", f"{svc.url}/"], capture_output=True, text=True, timeout=120
-        ).stdout
-        assert "<table>" in dom and ">local</a>" in dom and "Ready" in dom
+        for page, shows in (("/", ">local</a>"), ("/environments/local", "<h1>local</h1>")):
+            assert "default-src 'none'" in svc.http.get(page).headers["content-security-policy"]
+            # the page's console (CSP violations, blocked or failed loads) goes to stderr
+            browser = subprocess.run(
+                [*common, "--enable-logging=stderr", "--v=0", "--dump-dom", f"{svc.url}{page}"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert "<table>" in browser.stdout and shows in browser.stdout and "Ready" in browser.stdout
+            console = [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]
+            assert console == [], console
         shot = tmp_path / "dashboard.png"
         subprocess.run(
             [*common, f"--screenshot={shot}", "--window-size=1100,500", f"{svc.url}/environments/local"],
