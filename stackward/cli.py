@@ -460,6 +460,118 @@ def history(env: str, path: Path | None, state_dir: Path | None, state_url: str 
         )
 
 
+@_command(main, "import")
+@click.argument("env")
+@_path_argument
+@click.option(
+    "--stack", "stacks", multiple=True, metavar="NAME", help="Only this stack and what it uses; repeatable."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the files into this folder. Default: the environment's own folder.",
+)
+@click.option(
+    "--include-owned",
+    is_flag=True,
+    help="Also import what stackward already owns in ENV (when its specs were lost).",
+)
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Write `adopt: true` in each document: the plan then shows the adoption of what was registered by hand.",
+)
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="[STACKWARD_STATE_DIR]")
+def import_(
+    env: str,
+    path: Path | None,
+    stacks: tuple[str, ...],
+    out: Path | None,
+    include_owned: bool,
+    adopt: bool,
+    state_dir: Path | None,
+) -> None:
+    """Write specs for the connectors, components, stacks and secrets that ENV's ZenML store
+    already holds (registered by hand or in the dashboard), one file per kind, never over an
+    existing file. It only reads the store. Secret values stay in ZenML: the specs reference
+    them (fromEnv), and the README.md written beside them lists the variables to set."""
+    from datetime import UTC, datetime
+
+    from stackward.diagnostics import display_path
+    from stackward.output.human import render_diagnostic
+    from stackward.plan.state import EnvironmentState
+    from stackward.spec import importing
+    from stackward.zenml.executor import ZenmlExecutor
+
+    pipeline = _pipeline(path, state_dir=state_dir)
+    report = pipeline.validate(env)
+    if not report.ok:
+        raise SpecsInvalid(
+            f"{len(report.errors)} validation error(s) in {env}; nothing was imported", report.diagnostics
+        )
+    (environment,) = report.environments
+    state = EnvironmentState(pipeline.settings.state_root(report.repo.repo_root), env)
+    if environment.settings.embedded and not state.zenml_database.exists():
+        raise UsageError(
+            f"{env}: there is no ZenML store at {display_path(state.zenml_config)}; nothing was imported\n"
+            "  hint: give --state-dir the state folder whose <env>/zenml holds the store"
+        )
+    folder = out or environment.folder
+    inside = folder.resolve().is_relative_to(environment.folder.resolve())  # read as part of ENV
+    with ZenmlExecutor(environment, state, "plan") as zenml:
+        registrations = zenml.read()
+        held = zenml.compare_secrets(importing.secret_probes(registrations, pipeline.catalog))
+    imported = importing.import_specs(
+        registrations,
+        pipeline.catalog,
+        env=env,
+        env_labels=environment.settings.labels,
+        declared={(r.kind, r.name) for r in environment.resources} if inside else (),
+        stacks=stacks,
+        include_owned=include_owned,
+        connector_secrets=importing.held_secret_keys(held),
+        adopt=adopt,
+    )
+    if environment.settings.embedded:
+        origin = f"the embedded ZenML store of environment {env} ({display_path(state.zenml_config)})"
+    else:
+        origin = f"the ZenML server {environment.settings.zenml_url} (environment {env})"
+    options = [*(f"--stack {s}" for s in stacks), *(["--adopt"] if adopt else [])]
+    command = " ".join(["stackward import", env, *options])
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    files = importing.render(imported, origin=origin, when=when, command=command)
+    taken = [display_path(folder / name) for name in files if (folder / name).exists()]
+    if taken:
+        raise UsageError(
+            f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; nothing was written\n"
+            "  hint: move it away, or write into another folder with --out FOLDER"
+        )
+    for skipped in imported.skipped:
+        click.echo(f"not imported: {skipped.kind} {skipped.name}: {skipped.reason}")
+    if not files:
+        click.echo(f"{env}: nothing to import; nothing was written")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    kinds = {name: kind for kind, name in importing.FILES.items()}
+    for name, text in files.items():
+        with (folder / name).open("x") as file:  # never over a file made meanwhile
+            file.write(pipeline.scrub(text))
+        documents = imported.documents.get(kinds.get(name, ""), [])
+        names = ", ".join(d["metadata"]["name"] for d in documents)
+        click.echo(f"wrote {display_path(folder / name)}" + (f": {names}" if names else ""))
+    for variable in imported.variables:
+        click.echo(f"set {variable.name}: {variable.kind} {variable.resource}, secret {variable.key}")
+    if inside:
+        check = pipeline.validate(env)
+        for diag in check.diagnostics:
+            click.echo(render_diagnostic(diag))
+        if not check.ok:
+            click.echo(f"{env}: the imported specs do not validate yet: fix what is listed above")
+            sys.exit(EXIT_FINDINGS)
+        click.echo(f"{env}: the specs validate")
+    click.echo(f"next: {importing.next_step(env, adopt)}")
+
+
 @_command(main)
 @click.argument("kind", required=False, type=click.Choice(KINDS))
 @click.option(
