@@ -28,7 +28,7 @@ warn_destroy_approved contains result if {
 	some change in input.changes
 	change.action in destructive
 	result := {
-		"msg": sprintf("%s/%s will be %sd in %s (approved by the %s label)", [change.kind, change.name, trim_suffix(change.action, "e"), input.environment.name, lib.allow_destroy_label]),
+		"msg": sprintf("%s/%s will be %sd in %s (approved by the %s label)", [change.kind, change.name, change.action, input.environment.name, lib.allow_destroy_label]),
 		"resource": sprintf("%s/%s", [change.kind, change.name]),
 		"policy_id": "SW009",
 	}

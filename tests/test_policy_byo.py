@@ -239,8 +239,9 @@ def test_rules_that_need_a_plan_are_reported_and_evaluated_with_one(examples: Pa
     (notice,) = result.findings("policy.needs_plan")
     assert notice["severity"] == "notice"
     assert notice["message"] == (
-        "8 rule(s) read the plan (input.terraform_plan, input.changes) and were not evaluated: there is no "
-        "plan here (policies/code_hazards.rego: 3, policies/infrastructure.rego: 3, policies/prod_destroy.rego: 2)"
+        "9 rule(s) read the plan (input.terraform_plan, input.changes) and were not evaluated: there is no "
+        "plan here (policies/code_hazards.rego: 3, policies/impact.rego: 1, policies/infrastructure.rego: 3, "
+        "policies/prod_destroy.rego: 2)"
     ).replace("policies/", f"{policies}/")
     assert "--plan FILE" in notice["hint"]
 
@@ -264,7 +265,7 @@ def test_rules_that_need_a_plan_are_reported_and_evaluated_with_one(examples: Pa
         "module.base.google_storage_bucket.artifacts open to public access [policy.SW007] (staging)"
     ) in check.output
     assert "read the plan (input.terraform_plan, input.changes) and were not evaluated" not in check.output
-    assert "2 rule(s) read input.changes, which holds only the Terraform changes of" in check.output
+    assert "3 rule(s) read input.changes, which holds only the Terraform changes of" in check.output
 
 
 def test_plan_option_needs_an_environment_and_a_json_plan(examples: Path, tmp_path: Path):

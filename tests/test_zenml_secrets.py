@@ -20,6 +20,8 @@ from conftest import EXAMPLES, Result, run, write
 from zenml_server import clear_registrations
 from zenml_tools import copy_store, zenml_run
 
+POLICIES = EXAMPLES.parent / "policies"
+
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 EMBEDDED = "  zenml:\n    mode: embedded\n"
 ALLOW_ALL = (
@@ -269,6 +271,24 @@ def training():
 
 training()
 """
+SCHEDULE = """
+from zenml.client import Client
+from zenml.enums import StackComponentType
+from zenml.models import ScheduleRequest
+
+c = Client()
+orchestrator = c.get_stack_component(StackComponentType.ORCHESTRATOR, "local-orchestrator")
+c.zen_store.create_schedule(
+    ScheduleRequest(
+        project=c.active_project.id,
+        name="nightly",
+        active=True,
+        cron_expression="0 3 * * *",
+        orchestrator_id=orchestrator.id,
+        pipeline_id=c.get_pipeline("training").id,
+    )
+)
+"""  # as an orchestrator that schedules (Kubeflow, Airflow, ...) records one; the local one cannot
 RUN_STACK = """
 import json
 from zenml.client import Client
@@ -284,6 +304,8 @@ def test_a_component_flavor_change_keeps_the_stack_its_id_and_its_runs(world: Wo
     assert world.run("apply").exit_code == 0
     _no_changes(world.plan("applied.json"))
     zenml_run(world.state, "local", RUN_PIPELINE, world.server)  # history that must stay linked
+    zenml_run(world.state, "local", SCHEDULE, world.server)
+    shutil.copy(POLICIES / "impact.rego", world.policies)  # the default advice on what breaks
     before = world.store()
     assert before["orchestrator"] == ["local"]
     stack.write_text(
@@ -297,6 +319,19 @@ def test_a_component_flavor_change_keeps_the_stack_its_id_and_its_runs(world: Wo
     assert "~ zenml.Stack.local-stack" in planned.output
     assert "components.orchestrator: local-orchestrator -> local-orchestrator (re-created)" in planned.output
     assert "note: the runs of training stay linked to this stack" in planned.output
+    # what the change touches, in the plan, the plan file and the policies' input
+    assert (
+        "note: used by 1 pipeline (training), 1 active schedule (nightly), 1 snapshot; last run just now "
+        "(through stack local-stack)"
+    ) in planned.output
+    assert "StackComponent/local-orchestrator will be replaced while 1 active schedule(s)" in planned.output
+    changes = {
+        c["address"]: c
+        for c in json.loads((world.root / "plan.json").read_text())["environments"][0]["changes"]
+    }
+    impact = changes["zenml.StackComponent.local-orchestrator"]["impact"]
+    assert impact["pipelines"] == ["training"] and impact["schedules"] == ["nightly"] and impact["runs"] == 1
+    assert impact["stacks"] == ["local-stack"] and impact["last_run"]
     applied = world.run("apply", "--plan", str(world.root / "plan.json"))
     assert applied.exit_code == 0, applied.output
     after = world.store()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -62,6 +62,9 @@ class Change:
     # what the reader should know that does not make the change (e.g. which pipelines' runs a
     # stack keeps): shown, but not part of what was reviewed, so it may move without a refusal
     notes: tuple[str, ...] = field(default=(), compare=False)
+    # what runs on it, read from the store (stackward.plan.impact): pipelines, schedules,
+    # deployments, snapshots and builds; shown and given to the policies, but not reviewed
+    impact: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
         """The change as JSON data (its values shared, not copied: a plan of thousands of
@@ -75,12 +78,13 @@ class Change:
             "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in self.fields],
             "reason": self.reason,
             "notes": list(self.notes),
+            "impact": self.impact,
         }
 
     def reviewed(self) -> dict:
-        """What identifies the change in a plan's hash (its notes left out)."""
+        """What identifies the change in a plan's hash (its notes and impact left out)."""
         data = self.to_dict()
-        del data["notes"]
+        del data["notes"], data["impact"]
         return data
 
     @classmethod
@@ -95,6 +99,7 @@ class Change:
             fields,
             data.get("reason", ""),
             tuple(str(n) for n in data.get("notes", ())),
+            dict(data.get("impact") or {}),
         )
 
 
@@ -252,17 +257,11 @@ def mask_values(changes: list[Change], secrets: list[str]) -> list[Change]:
     if not secrets:
         return changes
     return [
-        Change(
-            c.layer,
-            c.kind,
-            c.name,
-            c.address,
-            c.action,
-            tuple(
+        replace(
+            c,
+            fields=tuple(
                 FieldChange(f.path, _masked(f.before, secrets), _masked(f.after, secrets)) for f in c.fields
             ),
-            c.reason,
-            c.notes,
         )
         for c in changes
     ]

@@ -1,6 +1,6 @@
 """What a plan checks against the ZenML store before it says what would change: secrets that
 components and connectors reference must exist, secret values are compared for rotation,
-connectors are verified where asked, and a stack updated in place says whose runs it keeps.
+connectors are verified where asked, and what changes says what runs on it.
 
 Each step asks the environment's ZenML worker, which holds the secret values; only outcomes
 come back. Nothing here changes the store.
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from stackward.diagnostics import JsonPath, display_path
 from stackward.errors import EnvironmentFailed
-from stackward.plan.changes import Action, Change
+from stackward.plan.changes import Change
+from stackward.plan.impact import affected_stacks, describe, merged, orchestrators
 from stackward.spec.model import Environment, Resource
 from stackward.zenml.catalog import is_secret_reference
 from stackward.zenml.checking import IMPLICIT_SETTING
@@ -144,24 +145,23 @@ def verify_connectors(
 
 
 def with_history(changes: list[Change], actual: list[Registration], zenml: ZenmlExecutor) -> list[Change]:
-    """Stacks updated in place to re-created components, noting whose pipeline runs they keep."""
-    ids = {r.name: r.id for r in actual if r.kind == "Stack"}
-    moved = [
-        c
-        for c in changes
-        if c.kind == "Stack"
-        and c.action is Action.UPDATE
-        and c.name in ids
-        and any(str(f.after).endswith(RECREATED) for f in c.fields)
-    ]
-    pipelines = zenml.pipelines([ids[c.name] for c in moved])
-    noted = {}
-    for change in moved:
-        names = pipelines.get(ids[change.name], [])
-        note = (
-            f"the runs of {', '.join(names)} stay linked to this stack"
-            if names
-            else "no pipeline has run on this stack yet"
-        )
-        noted[change.address] = replace(change, notes=(*change.notes, note))
-    return [noted.get(c.address, c) for c in changes]
+    """Changes with what runs on what they touch (stackward.plan.impact): each stack or
+    component updated, replaced, deleted or adopted carries its pipelines, schedules and
+    deployments, and notes them; a stack updated in place to re-created components notes that
+    its runs stay linked."""
+    reached = affected_stacks(changes, actual)
+    stacks = list({s.id: s for found in reached.values() for s in found}.values())
+    per_stack = zenml.impact(orchestrators(stacks, actual)) if stacks else {}
+    out = []
+    for change in changes:
+        found = reached.get(change.address)
+        if not found:
+            out.append(change)
+            continue
+        impact = merged(found, per_stack)
+        notes = [describe(impact, component=change.kind == "StackComponent")]
+        moved = change.kind == "Stack" and any(str(f.after).endswith(RECREATED) for f in change.fields)
+        if moved and impact["pipelines"]:
+            notes.append(f"the runs of {', '.join(impact['pipelines'])} stay linked to this stack")
+        out.append(replace(change, notes=(*change.notes, *notes), impact=impact))
+    return out

@@ -323,8 +323,8 @@ class ZenmlExecutor:
         request = {"op": "verify", "connectors": connectors, "embedded": self.embedded}
         return self._ask(request, "verifying service connectors")["results"]
 
-    def pipelines(self, stack_ids: list[str]) -> dict[str, list[str]]:
-        """Stack id -> the pipelines with runs on it."""
-        if not stack_ids:
+    def impact(self, stacks: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Stack id (-> its orchestrator's id) -> what runs on it (stackward.zenml.reading.impact_on)."""
+        if not stacks:
             return {}
-        return self._ask({"op": "pipelines", "stacks": stack_ids}, "reading pipeline runs")["pipelines"]
+        return self._ask({"op": "impact", "stacks": stacks}, "reading what runs on the stacks")["impact"]

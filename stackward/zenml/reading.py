@@ -152,11 +152,45 @@ def read_registrations(store: Any) -> list[dict]:
     return out
 
 
-def pipelines_on(store: Any, stack_id: str, limit: int = 1000) -> list[str]:
-    """Names of the pipelines with runs on a stack (from its latest `limit` runs)."""
-    from zenml.models import PipelineRunFilter
-
-    runs = store.list_runs(
-        PipelineRunFilter(stack_id=UUID(stack_id), size=limit, sort_by="desc:created"), hydrate=False
+def impact_on(store: Any, stacks: dict[str, str], limit: int = 1000) -> dict[str, dict[str, Any]]:
+    """What runs on each stack (id -> its orchestrator's id, or ""): the pipelines of its runs
+    among the store's latest `limit`, their count and the last one's time, the active
+    schedules on its orchestrator, the deployments on it, and how many snapshots and builds
+    reference it. A few list calls for all the stacks, and two counts per stack."""
+    from zenml.models import (
+        DeploymentFilter,
+        PipelineBuildFilter,
+        PipelineRunFilter,
+        PipelineSnapshotFilter,
+        ScheduleFilter,
     )
-    return sorted({run.pipeline.name for run in runs.items if run.pipeline is not None})
+
+    out: dict[str, dict[str, Any]] = {
+        sid: {"pipelines": [], "runs": 0, "last_run": "", "schedules": [], "deployments": []}
+        for sid in stacks
+    }
+    runs = store.list_runs(PipelineRunFilter(size=limit, sort_by="desc:created"), hydrate=False).items
+    for run in runs:
+        entry = out.get(str(run.stack.id)) if run.stack is not None else None
+        if entry is None:
+            continue
+        entry["runs"] += 1
+        entry["last_run"] = entry["last_run"] or run.created.isoformat()  # newest first
+        if run.pipeline is not None and run.pipeline.name not in entry["pipelines"]:
+            entry["pipelines"].append(run.pipeline.name)
+    on_orchestrator: dict[str, list[str]] = {}
+    for sid, orchestrator in stacks.items():
+        on_orchestrator.setdefault(orchestrator, []).append(sid)
+    schedules = store.list_schedules(ScheduleFilter(active=True, size=limit), hydrate=True).items
+    for schedule in schedules:
+        for sid in on_orchestrator.get(str(schedule.orchestrator_id), []):
+            out[sid]["schedules"].append(schedule.name)
+    for deployment in store.list_deployments(DeploymentFilter(size=limit), hydrate=False).items:
+        stack = deployment.stack
+        if stack is not None and str(stack.id) in out:
+            out[str(stack.id)]["deployments"].append(deployment.name)
+    for sid, entry in out.items():
+        entry["pipelines"].sort()
+        entry["snapshots"] = store.list_snapshots(PipelineSnapshotFilter(stack=sid, size=1)).total
+        entry["builds"] = store.list_builds(PipelineBuildFilter(stack_id=UUID(sid), size=1)).total
+    return out

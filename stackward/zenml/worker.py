@@ -11,7 +11,7 @@ Requests:
     {"op": "compare", "items": [...]}  -> {"status": [[kind, name, {key: "changed"|"same"|why}], ...]}
     {"op": "missing_secrets", "refs": [[name, key or null], ...]} -> {"missing": [...]}
     {"op": "verify", "connectors": [...], "embedded": bool} -> {"results": [{name, error|warning}]}
-    {"op": "pipelines", "stacks": [id, ...]} -> {"pipelines": {id: [pipeline names]}}
+    {"op": "impact", "stacks": {id: orchestrator id or ""}} -> {"impact": {id: what runs on it}}
 
 Secret values reach the worker only as references (it reads environment variables itself) or,
 for Terraform outputs, inside a request; no reply ever holds one.
@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 from stackward.zenml.checking import StoreChecks, desired_value
 from stackward.zenml.diff import REPLACING_SUFFIX
-from stackward.zenml.reading import pipelines_on, read_registrations
+from stackward.zenml.reading import impact_on, read_registrations
 from stackward.zenml.registrations import ENVIRONMENT, ownership_record
 
 
@@ -241,9 +241,8 @@ class Worker:
             self.send({"missing": self.checks.missing(request["refs"])})
         elif op == "verify":
             self.send({"results": self.checks.verify(request["connectors"], request["embedded"])})
-        elif op == "pipelines":
-            store = self.client.zen_store
-            self.send({"pipelines": {i: pipelines_on(store, i) for i in request["stacks"]}})
+        elif op == "impact":
+            self.send({"impact": impact_on(self.client.zen_store, request["stacks"])})
         elif op == "apply":
             self.read()
             for change in request["ops"]:
