@@ -395,15 +395,29 @@ def _reviewed_plan(plan_file: Path) -> Plan:
 @click.argument("env_a")
 @click.argument("env_b")
 @_path_argument
-def diff(env_a: str, env_b: str, path: Path | None) -> None:
-    """How two environments' specs differ (e.g. staging and prod), names compared without their prefix."""
-    from stackward.spec.diff import diff_environments
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Compare what the two ZenML stores hold, not the specs (drift the specs hide).",
+)
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="[STACKWARD_STATE_DIR]")
+def diff(env_a: str, env_b: str, path: Path | None, live: bool, state_dir: Path | None) -> None:
+    """How two environments' specs differ (e.g. staging and prod), names compared without their
+    prefix; with --live, how what their ZenML stores hold differs."""
+    from stackward.spec.diff import diff_environments, diff_registered
 
-    pipeline = _pipeline(path)
+    pipeline = _pipeline(path, state_dir=state_dir)
     report = pipeline.checked()
     a, b = pipeline.select(report, [env_a, env_b])
-    lines = diff_environments(a, b)
-    click.echo("\n".join(lines) if lines else f"{env_a} and {env_b} declare the same resources and settings")
+    if not live:
+        lines = diff_environments(a, b)
+        click.echo(
+            "\n".join(lines) if lines else f"{env_a} and {env_b} declare the same resources and settings"
+        )
+        return
+    registered = pipeline.registered(report, [a, b])
+    lines = diff_registered(env_a, registered[env_a], env_b, registered[env_b])
+    click.echo("\n".join(lines) if lines else f"{env_a} and {env_b} have the same ZenML registrations")
 
 
 @_command(main)

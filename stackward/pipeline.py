@@ -45,7 +45,8 @@ from stackward.spec.schema import suggest
 from stackward.state import StateStore, open_store, state_url
 from stackward.state.ledger import Ledger
 from stackward.zenml.catalog import Catalog, load_catalog
-from stackward.zenml.executor import StoreReader
+from stackward.zenml.executor import StoreReader, ZenmlExecutor
+from stackward.zenml.registrations import Registration
 
 
 @dataclass
@@ -240,6 +241,16 @@ class Pipeline:
             yield reader
         finally:
             reader.close()
+
+    def registered(self, report: Report, environments: list[Environment]) -> dict[str, list[Registration]]:
+        """What each environment's ZenML store holds (read only; an embedded store that was never
+        created holds nothing)."""
+        out: dict[str, list[Registration]] = {}
+        for env in environments:
+            state = EnvironmentState(self.settings.state_root(report.repo.repo_root), env.name)
+            with ZenmlExecutor(env, state, "plan", self.reader) as zenml:
+                out[env.name] = zenml.read() if zenml.store_may_hold_registrations else []
+        return out
 
     # -- apply ------------------------------------------------------------------------------
     def gate(
