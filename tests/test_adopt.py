@@ -27,7 +27,22 @@ made = c.create_stack_component(
     "local-orchestrator", "local", StackComponentType.ORCHESTRATOR, {}, labels={"team": "by-hand"}
 )
 c.create_stack_component("keep-me", "local", StackComponentType.ORCHESTRATOR, {}, labels={"team": "x"})
+c.create_secret("hand-secret", {"token": "old-value", "extra": "dropped"})
 print(json.dumps({"id": str(made.id)}))
+"""
+HAND_SECRET = """apiVersion: stackward.dev/v1alpha1
+kind: Secret
+metadata:
+  name: hand-secret
+  adopt: true
+spec:
+  values:
+    token: {fromEnv: HAND_TOKEN}
+"""
+SECRET = """
+import json
+from zenml.client import Client
+print(json.dumps(Client().get_secret("hand-secret").secret_values))
 """
 LOOK = """
 import json
@@ -72,10 +87,12 @@ class World:
                 "  name: local-orchestrator\n", "  name: local-orchestrator\n  adopt: true\n"
             )
         )
+        (self.repo / "local" / "secret.yaml").write_text(HAND_SECRET)
 
 
 @pytest.fixture(params=["embedded", "server"])
 def world(request: pytest.FixtureRequest, tmp_path: Path, store_template: Path, monkeypatch) -> World:
+    monkeypatch.setenv("HAND_TOKEN", "adopted-token-value")
     shutil.copytree(EXAMPLES / "local", tmp_path / "environments" / "local")
     shutil.copytree(EXAMPLES / "_modules", tmp_path / "environments" / "_modules")
     server = None
@@ -102,7 +119,8 @@ def test_a_hand_made_resource_is_adopted_only_when_the_spec_says_so(world: World
 
     world.adopt()
     plan = world.stackward("plan")
-    assert "local: +3 ~0 -0 ±0 ⇐1" in plan.output, plan.output
+    assert "local: +3 ~0 -0 ±0 ⇐2" in plan.output, plan.output
+    assert "⇐ zenml.Secret.hand-secret  (adopt)" in plan.output
     assert "⇐ zenml.StackComponent.local-orchestrator  (adopt)" in plan.output
     assert "labels.team: by-hand -> ml-platform" in plan.output
     assert "labels.stackward.managed-by: null -> stackward" in plan.output
@@ -117,6 +135,7 @@ def test_a_hand_made_resource_is_adopted_only_when_the_spec_says_so(world: World
     assert adopted["labels"]["team"] == "ml-platform"
     assert after["stack"] == made  # the environment's stack uses the adopted component
     assert after["keep-me"]["labels"] == {"team": "x"}  # not in the specs: left alone
+    assert world.zenml(SECRET) == {"token": "adopted-token-value"}  # converged to the spec
 
     again = world.stackward("plan")
     assert again.exit_code == 0, again.output

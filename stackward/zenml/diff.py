@@ -154,6 +154,8 @@ def plan_registrations(
                 changes.append(Change("zenml", want.kind, want.name, address, Action.CONFLICT, reason=reason))
             else:
                 why = "registered by hand; adopted: stackward's ownership labels are stamped and it follows this spec from now on"
+                if want.kind == "Secret":
+                    why += " (keys the spec does not list are removed)"
                 changes.append(
                     Change("zenml", want.kind, want.name, address, Action.ADOPT, tuple(fields), why)
                 )

@@ -105,7 +105,11 @@ class Worker:
             )  # first: a secret made but not recorded would be a conflict
             model = self.client.create_secret(name, values, private=private)
         else:
-            gone = [k for k in self._old(key, "keys") or [] if k not in values]
+            held = self._old(key, "keys") or []
+            if op.get("adopt"):  # taken over: listed as owned first, as a new one is
+                self._record(op["labels"][ENVIRONMENT], name, owned=True)
+                held = list(self.client.get_secret(self.ids[key]).secret_values)  # unread until owned
+            gone = [k for k in held if k not in values]
             model = self.client.update_secret(
                 self.ids[key],
                 update_private=private,
