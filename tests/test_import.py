@@ -233,6 +233,11 @@ def test_one_stack_and_what_it_uses_adopted_never_over_an_existing_file(repo: Pa
         assert f"⇐ zenml.{address}  (adopt)" in planned.output
     changed = {line.split(":")[0].strip() for line in planned.output.splitlines() if " -> " in line}
     assert changed == {"labels.stackward.environment", "labels.stackward.managed-by", "labels.team"}
+    applied = run("apply", str(repo), "--env", "prod", "--state-dir", state, "--policies", str(policies))
+    assert applied.exit_code == 0, applied.output
+    assert "prod: applied 3 change(s)" in applied.output
+    again = run("plan", str(repo), "--env", "prod", "--state-dir", state, "--policies", str(policies))
+    assert again.exit_code == 0 and "prod: +0 ~0 -0 ±0\n  no changes" in again.output, again.output
 
     unknown = import_(repo, "--stack", "scrach")
     assert unknown.exit_code == 2

@@ -61,6 +61,44 @@ def test_the_diff_block_says_each_change_once_with_values_as_json():
     assert parse(body).plans == {"dev": plan.digest()}
 
 
+def test_the_comment_says_what_runs_on_a_changed_stack_and_what_is_adopted():
+    used = "used by 1 pipeline (training), 1 active schedule (nightly); last run 3 h ago"
+    plan = EnvironmentPlan(
+        "prod",
+        [
+            Change(
+                "zenml",
+                "StackComponent",
+                "prod-orchestrator",
+                "zenml.StackComponent.prod-orchestrator",
+                Action.REPLACE,
+                (FieldChange("flavor", "kubeflow", "vertex"),),
+                "flavor changes",
+                notes=(f"{used} (through stack prod-stack)",),
+            ),
+            Change(
+                "zenml",
+                "Stack",
+                "prod-legacy",
+                "zenml.Stack.prod-legacy",
+                Action.ADOPT,
+                (FieldChange("labels.stackward.managed-by", None, "stackward"),),
+                "registered by hand; adopted",
+            ),
+        ],
+    )
+    outcome = PullRequestOutcome("abc1234", [EnvironmentOutcome("prod", plan=plan)])
+    body = next(comment_bodies(outcome, outcome.state()))
+    assert "prod: +0 ~0 -0 ±1 ⇐1" in body
+    block = body.split("```diff\n", 1)[1].split("\n```", 1)[0]
+    assert block.splitlines() == [
+        f"! zenml.StackComponent.prod-orchestrator  # replace: flavor changes ({used} (through stack prod-stack))",
+        "    flavor: kubeflow -> vertex",
+        "! zenml.Stack.prod-legacy  # adopt: registered by hand; adopted",
+        "    labels.stackward.managed-by: null -> stackward",
+    ]
+
+
 def report_of(*names: str) -> Report:
     repo = Repo(Path("/r/environments"), Path("/r"), {n: Path(f"/r/environments/{n}") for n in names}, {})
     environments = [Environment(n, Path(f"/r/environments/{n}"), None, [], [], [], []) for n in names]
