@@ -15,6 +15,7 @@ from github_standin import Token
 
 from stackward.plan.state import EnvironmentState
 from stackward.state import new_holder
+from stackward.state.local import LocalStore
 
 WRITER, READER = "maintainer", "outsider"
 
@@ -118,12 +119,13 @@ def test_unlock_command_releases_a_lock_its_holder_left_behind(world: World):
     assert result.exit_code == 0, result.output
     assert not lock.exists()
     assert world.github.reactions[comment_id] == ["+1"]
-    assert f"/stackward unlock by {WRITER}: released the lock of environment local" in result.output
+    assert f"/stackward unlock by {WRITER}: environment local was no longer locked" in result.output
     # A lock whose holder still runs stays, as with `stackward unlock` without --force.
-    lock.write_text(json.dumps(new_holder("apply local")))
-    result, comment_id = command(world, "/stackward unlock local")
+    with LocalStore(world.state).hold("local", "apply local", 0):
+        result, comment_id = command(world, "/stackward unlock local")
+        assert lock.exists()
     assert result.exit_code == 1
-    assert lock.exists() and world.github.reactions[comment_id] == ["-1"]
+    assert world.github.reactions[comment_id] == ["-1"]
     assert "The lock of `local` is held by a run that is still going" in replies(world)[-1]
 
 

@@ -280,11 +280,7 @@ def test_a_killed_apply_is_detected_and_a_rerun_converges(repo: Path):
     process.wait()
     (interrupted,) = ledger.applies()
     assert interrupted["result"] == "interrupted" and 3 <= len(interrupted["done"]) < 44
-    result = apply(repo, "--lock-timeout", "1")
-    assert result.exit_code == 1
-    assert "which is no longer running" in result.output and "stackward unlock local" in result.output
-    assert run("unlock", "local", str(repo), "--state-dir", str(state_of(repo))).exit_code == 0
-    result = apply(repo)
+    result = apply(repo, "--lock-timeout", "1")  # no unlock: the killed run's lock went with it
     assert result.exit_code == 0, result.output
     zenml = zenml_state(state_of(repo), "local")
     assert {f"local-builder-{i}" for i in range(40)} <= set(zenml["components"])

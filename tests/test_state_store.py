@@ -1,8 +1,10 @@
-"""The state store contract on both kinds (the state folder, PostgreSQL), and what only the
-PostgreSQL store gives: one lock for every machine, freed by the server when its holder dies."""
+"""The state store contract on both kinds (the state folder, PostgreSQL): locks freed by the
+system when their holder dies, leases that know when their lock was lost, the ledger; and
+what only the PostgreSQL store gives: one lock for every machine."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -16,9 +18,10 @@ import psycopg
 import pytest
 from postgres import postgres_server
 
-from stackward.errors import CannotRun
+from stackward.errors import CannotRun, Interrupted
 from stackward.plan.state import LockError, now
 from stackward.state import Applied, StateStore, open_store
+from stackward.state.ledger import Ledger
 from stackward.state.local import LocalStore
 from stackward.state.postgres import PostgresStore, StateStoreError
 
@@ -44,10 +47,14 @@ def pg_url(server: str) -> str:
 
 
 @pytest.fixture(params=["local", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
-    if request.param == "local":
-        return LocalStore(tmp_path / "state")
-    return PostgresStore.at(request.getfixturevalue("pg_url"))
+def url(request: pytest.FixtureRequest) -> str:
+    """The state URL of each kind: empty for the state folder."""
+    return "" if request.param == "local" else request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(url: str, tmp_path: Path) -> StateStore:
+    return open_store(url, tmp_path / "state")
 
 
 def test_the_ledger_round_trips_in_order(store: StateStore):
@@ -76,8 +83,9 @@ def test_the_applied_revision_is_the_last_recorded(store: StateStore):
 
 def test_a_second_holder_waits_then_fails_naming_the_first(store: StateStore):
     assert store.release("dev", False) == "environment dev is not locked"
-    with store.hold("dev", "stackward apply dev (first)", 5) as holder:
-        assert holder["command"] == "stackward apply dev (first)" and holder["id"]
+    with store.hold("dev", "stackward apply dev (first)", 5) as lease:
+        assert lease.holder["command"] == "stackward apply dev (first)" and lease.holder["id"]
+        lease.check()  # held
         started = time.monotonic()
         with (
             pytest.raises(
@@ -110,12 +118,104 @@ with open_store(sys.argv[1], __import__("pathlib").Path(sys.argv[2])).hold("prod
 
 
 def _machine(url: str, state: Path, command: str) -> subprocess.Popen:
-    """Another machine (its own state folder) holding prod through the same database."""
+    """Another process (another machine, with PostgreSQL: its own state folder) holding prod."""
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, url, str(state), command], stdout=subprocess.PIPE, text=True
     )
     assert child.stdout.readline() == "held\n"
     return child
+
+
+def test_a_killed_holders_lock_is_free_at_once_and_unlock_says_so(url: str, tmp_path: Path):
+    state = tmp_path / "state"
+    store = open_store(url, state)
+    holder = _machine(url, state, "stackward apply prod (killed)")
+    try:
+        with (
+            pytest.raises(
+                LockError, match=r"locked by stackward apply prod \(killed\) \(pid \d+ on .*, instance "
+            ),
+            store.hold("prod", "stackward apply prod (next)", 0),
+        ):
+            pass
+        with pytest.raises(LockError, match=r"held by stackward apply prod \(killed\)"):
+            store.release("prod", False)
+    finally:
+        holder.kill()  # kill -9: it releases nothing itself
+        holder.wait()
+    with store.hold("prod", "stackward apply prod (next)", 0) as lease:  # no unlock first
+        lease.check()
+    holder = _machine(url, state, "stackward apply prod (killed again)")
+    holder.kill()
+    holder.wait()
+    released = store.release("prod", False)
+    assert released.startswith("environment prod was no longer locked (") and "killed again" in released
+    assert store.release("prod", False) == "environment prod is not locked"
+
+
+def test_a_forced_unlock_takes_a_local_lock_away_and_its_holder_learns_it(tmp_path: Path):
+    store = LocalStore(tmp_path / "state")
+    with contextlib.ExitStack() as first_run:
+        first = first_run.enter_context(store.hold("dev", "stackward apply dev (first)", 0))
+        with pytest.raises(
+            LockError, match=r"held by stackward apply dev \(first\) .*still running.*--force"
+        ):
+            store.release("dev", False)
+        first.check()
+        taken = store.release("dev", True)
+        assert taken.startswith("took the lock of environment dev away from stackward apply dev (first)")
+        assert "stops before its next change" in taken
+        with pytest.raises(Interrupted, match=r"^dev: this run no longer holds the environment's lock: "):
+            first.check()
+        second = store.hold("dev", "stackward apply dev (second)", 0)
+        with second as lease:
+            first_run.close()  # the first run ends: the second's lock stays
+            lease.check()
+            with pytest.raises(LockError, match=r"\(second\)"), store.hold("dev", "third", 0):
+                pass
+    assert store.release("dev", False) == "environment dev is not locked"
+
+
+def test_a_lease_whose_connection_ended_is_lost_and_releases_quietly(pg_url: str):
+    store = PostgresStore.at(pg_url)
+    with store.hold("dev", "stackward apply dev (first)", 0) as lease:
+        lease.check()
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # as a database restart would
+            admin.execute("SELECT pg_terminate_backend(%s)", (lease.conn.info.backend_pid,))
+        with pytest.raises(
+            Interrupted, match=r"^dev: this run lost the environment's lock in PostgreSQL at "
+        ):
+            lease.check()
+        with store.hold("dev", "stackward apply dev (second)", 0) as second:  # free for the next run
+            second.check()
+    # Leaving the first block unlocked nothing on a dead connection, and raised nothing.
+    with store.hold("dev", "stackward apply dev (third)", 0):
+        pass
+
+
+def test_kept_ledger_entries_wait_out_a_store_that_cannot_write(tmp_path: Path):
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state folder should be")
+    ledger = Ledger(LocalStore(blocked), "dev", retry_seconds=0.5)
+    started = time.monotonic()
+    ledger.keep("step", "a1", change="create x")
+    assert 0.5 <= time.monotonic() - started < 2  # tried again for retry_seconds, then gave up
+    assert [e["change"] for e in ledger.unrecorded] == ["create x"]
+    assert (
+        ledger.failure.startswith("the state store (the state folder ")
+        and "could not record" in ledger.failure
+    )
+    started = time.monotonic()
+    ledger.keep("step", "a1", change="create y")  # still down: one try, no waiting
+    assert time.monotonic() - started < 0.4 and len(ledger.unrecorded) == 2
+    blocked.unlink()  # the store is back
+    ledger.keep("finished", "a1", result="success")
+    assert ledger.unrecorded == [] and ledger.failure == ""
+    assert [(e["event"], e.get("change")) for e in ledger.entries()] == [
+        ("step", "create x"),
+        ("step", "create y"),
+        ("finished", None),
+    ]
 
 
 def test_two_machines_share_one_lock_that_dies_with_its_holder(pg_url: str, tmp_path: Path):
@@ -166,7 +266,10 @@ def test_stores_opening_a_fresh_database_at_once_migrate_it_once(pg_url: str):
     assert errors == []
     assert sorted(e["apply"] for e in stores[0].entries("dev")) == [str(i) for i in range(len(stores))]
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT version FROM stackward_schema").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM stackward_schema ORDER BY version").fetchall() == [
+            (1,),
+            (2,),
+        ]
 
 
 def test_one_store_per_url_and_every_url_form(pg_url: str):

@@ -4,9 +4,11 @@ Both hold the environment's lock for their whole length (a plan writes Terraform
 in the folder an apply runs from). Planning changes nothing. Applying plans again, refuses
 when the result differs from the reviewed plan, applies Terraform's saved plan, then makes
 the registration calls with the outputs Terraform produced (none while a value is still
-unknown), recording each step in the ledger (in the state store, stackward.state). Why an
-apply refuses is in stackward.plan.refusals; `stackward.pipeline` runs these over many
-environments, and front-ends call the pipeline.
+unknown), recording each step in the ledger (in the state store, stackward.state). Before
+each step that changes something (terraform apply, each registration call) it proves it
+still holds the lock, and stops as interrupted when it lost it. Why an apply refuses is in
+stackward.plan.refusals; `stackward.pipeline` runs these over many environments, and
+front-ends call the pipeline.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from stackward.errors import Interrupted
 from stackward.plan.changes import Action, Change, EnvironmentPlan, mask_values
 from stackward.plan.preflight import (
     compared_items,
@@ -31,7 +34,7 @@ from stackward.plan.refusals import ApplyRefused, Reviewed, refuse_if_moved, ref
 from stackward.plan.state import EnvironmentState, now
 from stackward.secrets import Scrubber
 from stackward.spec.model import Environment, Repo
-from stackward.state import Applied, StateStore
+from stackward.state import Applied, Lease, StateStore, StateStoreError, retried
 from stackward.state.ledger import Ledger
 from stackward.terraform.executor import TerraformExecutor, TerraformPlan
 from stackward.zenml.diff import operations, plan_registrations
@@ -82,6 +85,9 @@ class ApplyResult:
     environment: str
     applied: list[Change]
     apply_id: str = ""
+    # what the state store could not record although the changes were made (it was down):
+    # said in the progress too; empty when all is recorded
+    unrecorded: str = ""
 
     @property
     def changed(self) -> bool:
@@ -215,7 +221,7 @@ def apply_environment(
     run = EnvironmentRun(env, workspace, "apply")
     run.step("waiting for the environment lock")
     with (
-        run.store.hold(env.name, f"stackward apply {env.name}", workspace.lock_timeout),
+        run.store.hold(env.name, f"stackward apply {env.name}", workspace.lock_timeout) as lease,
         run.zenml,
     ):
         planned = run.plan()
@@ -232,13 +238,17 @@ def apply_environment(
         secrets_are_set(env)
         if check is not None:
             check(planned)
-        return _apply(run, plan, rev, reason)
+        return _apply(run, plan, rev, reason, lease)
 
 
-def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str) -> ApplyResult:
+def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str, lease: Lease) -> ApplyResult:
+    """Apply the planned changes under `lease`, checked before each change. The ledger gets
+    `started` before anything changes (or the apply does not start), then what was done and
+    the outcome, which a store outage from then on cannot turn into a failure."""
     ledger = Ledger(run.store, run.env.name, run.workspace.scrub)
     apply_id = uuid.uuid4().hex[:12]
     planned = [f"{c.action.value} {c.address}" for c in plan.changes if c.action is not Action.NO_OP]
+    lease.check()
     ledger.record(
         "started",
         apply_id,
@@ -255,35 +265,71 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str) ->
             terraform_changes = [c for c in run.terraform_plan.changes if c.action is not Action.NO_OP]
             if terraform_changes:
                 run.step(f"terraform apply ({len(terraform_changes)} changes)")
+                lease.check()
                 outputs, sensitive = run.terraform.apply()
                 run.workspace.scrub.add(  # values only known now: hidden from every message from here on
                     *(v if isinstance(v, str) else json.dumps(v) for v in sensitive)
                 )
                 for change in terraform_changes:
-                    ledger.record("step", apply_id, change=f"{change.action.value} {change.address}")
+                    ledger.keep("step", apply_id, change=f"{change.action.value} {change.address}")
             else:
                 outputs = run.terraform_plan.outputs
         wanted = run.desired(outputs)
         refuse_unknown(run.env.name, wanted)
-        if not wanted and not run.zenml.store_may_hold_registrations:
-            run.record_applied(rev, plan)
-            return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
-        run.workspace.scrub.add(*(v for r in wanted for v in r.secret_values.values()))
-        actual = run.zenml.read()
-        status = run.zenml.compare_secrets(compared_items(run.env.name, wanted, actual))
-        changes = plan_registrations(run.env.name, wanted, actual, status)
-        ops = operations(changes, wanted, actual, run.env.name)
-        run.step(f"ZenML registrations ({len(ops)} calls)")
-        run.zenml.apply(
-            ops, lambda done: ledger.record("step", apply_id, change=f"{done['op']} {done['done']}")
-        )
-    except Exception as exc:
-        ledger.record("finished", apply_id, result="failed", error=str(exc).splitlines()[0][:500])
+        if wanted or run.zenml.store_may_hold_registrations:
+            run.workspace.scrub.add(*(v for r in wanted for v in r.secret_values.values()))
+            actual = run.zenml.read()
+            status = run.zenml.compare_secrets(compared_items(run.env.name, wanted, actual))
+            changes = plan_registrations(run.env.name, wanted, actual, status)
+            ops = operations(changes, wanted, actual, run.env.name)
+            run.step(f"ZenML registrations ({len(ops)} calls)")
+            run.zenml.apply(
+                ops,
+                lambda done: ledger.keep("step", apply_id, change=f"{done['op']} {done['done']}"),
+                before=lease.check,
+            )
+    except (Interrupted, KeyboardInterrupt) as exc:
+        ledger.keep("finished", apply_id, result="interrupted", error=_first_line(exc) or "Ctrl-C")
+        _say_unrecorded(run, ledger, apply_id)
         raise
-    run.record_applied(rev, plan)
-    return ApplyResult(run.env.name, _finish(ledger, apply_id, plan, started), apply_id)
+    except Exception as exc:
+        ledger.keep("finished", apply_id, result="failed", error=_first_line(exc))
+        _say_unrecorded(run, ledger, apply_id)
+        raise
+    unrecorded = []
+    if rev:
+        applied = Applied(rev, plan.digest(), now(), run.workspace.actor)
+        try:  # promotion reads it; the store may still be down after the entries gave up
+            retried(
+                lambda: run.store.set_applied(run.env.name, applied),
+                0 if ledger.failure else ledger.retry_seconds,
+            )
+        except StateStoreError as exc:
+            unrecorded.append(f"that {run.env.name} is at revision {rev[:12]} ({_first_line(exc)})")
+    ledger.keep("finished", apply_id, result="success", seconds=round(time.monotonic() - started, 2))
+    done = [c for c in plan.changes if c.action is not Action.NO_OP]
+    return ApplyResult(run.env.name, done, apply_id, _say_unrecorded(run, ledger, apply_id, unrecorded))
 
 
-def _finish(ledger: Ledger, apply_id: str, plan: EnvironmentPlan, started: float) -> list[Change]:
-    ledger.record("finished", apply_id, result="success", seconds=round(time.monotonic() - started, 2))
-    return [c for c in plan.changes if c.action is not Action.NO_OP]
+def _first_line(error: BaseException | str) -> str:
+    return (str(error).splitlines() or [""])[0][:500]
+
+
+def _say_unrecorded(run: EnvironmentRun, ledger: Ledger, apply_id: str, also: Sequence[str] = ()) -> str:
+    """What the state store could not record of apply `apply_id` (it stayed down), in the
+    progress and as the result says it; "" when everything is recorded."""
+    missing = [f"{e['event']} {e.get('change') or e.get('result') or ''}".strip() for e in ledger.unrecorded]
+    if not missing and not also:
+        return ""
+    entries = (
+        f"these ledger entries of apply {apply_id}: {', '.join(missing)} ({_first_line(ledger.failure)})"
+    )
+    unknown = "`stackward history`" + (" and the promotion gate" if also else "")
+    message = (
+        f"{run.env.name}: the state store ({run.store.description}) did not record "
+        + "; nor ".join([*([entries] if missing else []), *also])
+        + f". What was applied stays applied, but {unknown} cannot know it: check the state "
+        "store, then apply again (it converges)"
+    )
+    run.step(message)
+    return message

@@ -10,7 +10,7 @@ environments folder):
     <env>/terraform/         the rendered root module and Terraform's working files
     <env>/terraform.tfstate  the local Terraform state (default backend; a local backend's
                              config.path is relative to <env>/ and must stay inside it)
-    <env>/lock               present while someone holds the environment (JSON: holder)
+    <env>/lock               the local lock (flock) while someone holds the environment (JSON: holder)
     <env>/ledger.jsonl       one line per apply event
     <env>/applied.json       the revision and plan hash last applied (or found converged)
 """

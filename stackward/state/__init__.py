@@ -5,19 +5,26 @@ holds, the ledger of applies, and the revision each environment last applied.
 One interface (`StateStore`), two kinds: `LocalStore` (files under the state folder, the
 embedded default) and `PostgresStore` (tables and session advisory locks in PostgreSQL,
 selected by a URL). `open_store()` picks the one for an environment.
+
+Both kinds of lock are released by the system when their holder dies (the operating system
+for a file lock, the server for a session lock), so a crash leaves no lock behind. A held
+lock is a `Lease`: before each step that changes something, an apply proves with `check()`
+that it still holds the lock, and stops (`Interrupted`) when it lost it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from stackward.errors import UsageError
+from stackward.errors import CannotRun, UsageError
 from stackward.plan.state import now
 from stackward.spec.model import Environment
 
@@ -35,23 +42,40 @@ class Applied:
         return asdict(self)
 
 
+class StateStoreError(CannotRun):
+    """The state store cannot be reached, or refused to read or record something."""
+
+
+class Lease(Protocol):
+    """A lock held: who holds it (`holder`, see `new_holder`), and the proof it still does."""
+
+    holder: dict
+
+    def check(self) -> None:
+        """Return while the lock is still held; Interrupted when it was lost (its connection
+        ended, or it was taken away), so that nothing more is changed under it."""
+        ...
+
+
 class StateStore(Protocol):
     """What every kind of state store does, per environment."""
 
     description: str  # where, for messages (never a password)
     shared: bool  # seen by other machines
 
-    def hold(self, environment: str, command: str, timeout: float) -> AbstractContextManager[dict]:
+    def hold(self, environment: str, command: str, timeout: float) -> AbstractContextManager[Lease]:
         """Hold the environment for `command`; wait up to `timeout` seconds, then LockError
-        naming the holder."""
+        naming the holder. Leaving the block releases it; an error while releasing a lock
+        that was already lost is not raised."""
         ...
 
     def release(self, environment: str, force: bool) -> str:
-        """Release a lock whose holder is gone (any lock with `force`); what was done."""
+        """Clear what a holder that is gone left behind; a lock still held only with `force`
+        (where the store can take it away). What was done."""
         ...
 
     def append(self, environment: str, entry: dict) -> None:
-        """Add one ledger entry (already scrubbed), durably."""
+        """Add one ledger entry (already scrubbed), durably; StateStoreError when it cannot."""
         ...
 
     def entries(self, environment: str) -> list[dict]:
@@ -63,15 +87,60 @@ class StateStore(Protocol):
     def applied(self, environment: str) -> Applied | None: ...
 
 
+_instance = ""
+
+
+def _new_instance() -> None:
+    """A random id for this process (again in a forked child)."""
+    global _instance
+    _instance = uuid.uuid4().hex
+
+
+_new_instance()
+os.register_at_fork(after_in_child=_new_instance)
+
+
 def new_holder(command: str) -> dict:
-    """Who is about to hold an environment: a random id, this process, `command`, since now."""
+    """Who is about to hold an environment, for messages: a random id of this hold, this
+    process (its random instance id tells apart two processes that both run as pid 1 on
+    hosts of one name, as containers do), `command`, since now."""
     return {
         "id": uuid.uuid4().hex,
+        "instance": _instance,
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "command": command,
         "since": now(),
     }
+
+
+def describe(holder: dict) -> str:
+    """A lock's holder, for messages."""
+    instance = f", instance {holder['instance'][:8]}" if holder.get("instance") else ""
+    return (
+        f"{holder.get('command', '?')} (pid {holder.get('pid')} on {holder.get('host')}{instance}, "
+        f"since {holder.get('since')})"
+    )
+
+
+T = TypeVar("T")
+RETRY_SECONDS = 60.0  # how long a record made after changes is retried: a database restart
+
+
+def retried(record: Callable[[], T], seconds: float = RETRY_SECONDS) -> T:
+    """`record()`, tried again on StateStoreError until `seconds` have passed (waits of 0.25 s
+    doubling to 4 s), then once more; the last StateStoreError when it still fails."""
+    deadline = time.monotonic() + seconds
+    wait = 0.25
+    while True:
+        try:
+            return record()
+        except StateStoreError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+        time.sleep(min(wait, left))
+        wait = min(wait * 2, 4.0)
 
 
 def open_store(url: str, state_root: Path) -> StateStore:

@@ -4,14 +4,18 @@ applied revision), in one database that the Action's runners, the reconciler and
 Locks are session advisory locks (`pg_try_advisory_lock`), held on a connection of their own
 for as long as the environment is held: the server frees one when its connection ends (at once
 for a killed process, within about a minute for a vanished machine, by TCP keepalives), so no
-run leaves a lock behind on any machine. Session locks need a real session: point
-the URL at PostgreSQL itself or a session-mode pooler, never a transaction-mode one.
+run leaves a lock behind on any machine. A server restart ends every connection and so frees
+every lock while its holders may still run: a holder proves it still holds its lock
+(`SessionLease.check()`: its connection is alive and holds it) before each change. Session
+locks need a real session: point the URL at PostgreSQL itself or a session-mode pooler, never
+a transaction-mode one.
 
 Tables, created on first use by the migrations below (each applied once, recorded in
 `stackward_schema`):
 
     stackward_schema        version (one row per applied migration), applied_at
-    stackward_ledger        id bigserial, environment, at timestamptz, event, apply, entry jsonb
+    stackward_ledger        id bigserial, environment, at timestamptz, event, apply, entry jsonb,
+                            key (unique: an entry sent again after a lost connection is kept once)
     stackward_applied       environment primary key, revision, plan_hash, at, by
     stackward_lock_holders  environment primary key, holder jsonb: who holds the lock, for
                             messages only (the advisory lock decides; a row left by a dead
@@ -20,22 +24,26 @@ Tables, created on first use by the migrations below (each applied once, recorde
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
-from stackward.errors import CannotRun, UsageError
+from stackward.errors import Interrupted, UsageError
 from stackward.plan.state import LockError
-from stackward.state import Applied, new_holder
-from stackward.state.local import describe
+from stackward.state import Applied, StateStoreError, describe, new_holder
+
+__all__ = ["PostgresStore", "SessionLease", "StateStoreError"]
+T = TypeVar("T")
 
 MIGRATIONS = [
     # 1: the ledger, the applied revisions, the lock holders' descriptions
@@ -61,11 +69,12 @@ MIGRATIONS = [
         holder jsonb NOT NULL
     );
     """,
+    # 2: a key per ledger entry, so that one sent again after a lost connection is kept once
+    """
+    ALTER TABLE stackward_ledger ADD COLUMN key text;
+    CREATE UNIQUE INDEX stackward_ledger_key ON stackward_ledger (key);
+    """,
 ]
-
-
-class StateStoreError(CannotRun):
-    """The state store's database cannot be reached or refused a query."""
 
 
 def lock_key(name: str) -> int:
@@ -88,6 +97,20 @@ LIVE_HOLDER = """
 """
 
 
+# Whether this session holds the advisory lock `key`.
+HELD_HERE = """
+    SELECT EXISTS (SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid()
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND classid::bigint = %(high)s AND objid::bigint = %(low)s)
+"""
+
+
+def _key_parts(key: int) -> dict[str, int]:
+    """An advisory lock key as pg_locks shows it: two 32-bit halves."""
+    return {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}
+
+
 def _parse_time(value: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
@@ -105,6 +128,31 @@ def _without_nul(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_without_nul(v) for v in value]
     return value
+
+
+class SessionLease:
+    """A held session advisory lock: the connection it lives on."""
+
+    def __init__(self, environment: str, description: str, conn: psycopg.Connection, holder: dict):
+        self.environment = environment
+        self.description = description
+        self.conn = conn
+        self.holder = holder
+
+    def check(self) -> None:
+        """Interrupted unless the lock's connection is alive and its session holds the lock."""
+        try:
+            row = self.conn.execute(HELD_HERE, _key_parts(lock_key(self.environment))).fetchone()
+        except psycopg.Error:
+            row = None  # the connection is gone, and the lock with it
+        if row is None or not row[0]:
+            env = self.environment
+            raise Interrupted(
+                f"{env}: this run lost the environment's lock in {self.description}: the connection "
+                "holding it ended (the database restarted, or the connection dropped), so it stopped "
+                "before its next change, and another run may hold the environment now; what it did "
+                f"is in the ledger (stackward history {env}): plan and apply again to finish"
+            )
 
 
 class PostgresStore:
@@ -128,6 +176,18 @@ class PostgresStore:
         self._defaults = {
             k: v
             for k, v in {"connect_timeout": 10, "application_name": "stackward"}.items()
+            if k not in params
+        }
+        # A lock's connection notices a vanished server within about a minute, even mid-query.
+        self._lock_defaults = {
+            k: v
+            for k, v in {
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 60000,
+            }.items()
             if k not in params
         }
         dbname = params.get("dbname") or params.get("user") or "postgres"
@@ -157,9 +217,9 @@ class PostgresStore:
             "or the variable named by the environment's state.urlEnv) is right"
         )
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self, **options: Any) -> psycopg.Connection:
         try:
-            return psycopg.connect(self._url, autocommit=True, **self._defaults)
+            return psycopg.connect(self._url, autocommit=True, **self._defaults, **options)
         except psycopg.Error as exc:
             raise self._error(exc, "cannot be reached") from None
 
@@ -186,45 +246,54 @@ class PostgresStore:
                 conn.execute(MIGRATIONS[version - 1])
                 conn.execute("INSERT INTO stackward_schema (version) VALUES (%s)", (version,))
 
-    @contextmanager
-    def _db(self, doing: str) -> Iterator[psycopg.Connection]:
-        """The shared connection, opened (and the schema migrated) on first use."""
+    def _query(self, doing: str, work: Callable[[psycopg.Connection], T]) -> T:
+        """`work` on the shared connection, opened (and the schema migrated) on first use. A
+        connection that broke since its last use (the database restarted) is replaced once."""
         with self._lock:
+            reused = self._conn is not None and not self._conn.closed
             try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                if not self._migrated:
-                    self._migrate(self._conn)
-                    self._migrated = True
-                yield self._conn
+                return self._attempt(work)
             except psycopg.Error as exc:
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
+                if not (reused and self._conn is not None and self._conn.closed):
+                    raise self._error(exc, doing) from None
+            try:
+                return self._attempt(work)
+            except psycopg.Error as exc:
                 raise self._error(exc, doing) from None
 
+    def _attempt(self, work: Callable[[psycopg.Connection], T]) -> T:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        try:
+            if not self._migrated:
+                self._migrate(self._conn)
+                self._migrated = True
+            return work(self._conn)
+        except psycopg.Error:
+            if self._conn.broken:
+                self._conn.close()
+            raise
+
     def _ready(self) -> None:
-        with self._db("failed"):
-            pass  # connected, and the tables exist
+        self._query("failed", lambda conn: None)  # connected, and the tables exist
 
     def _live_holder(self, conn: psycopg.Connection, environment: str) -> tuple[int | None, dict | None]:
-        key = lock_key(environment)
-        row = conn.execute(
-            LIVE_HOLDER, {"env": environment, "high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}
-        ).fetchone()
+        parts = _key_parts(lock_key(environment))
+        row = conn.execute(LIVE_HOLDER, {"env": environment, **parts}).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     # -- locks ----------------------------------------------------------------------------
-    def hold(self, environment: str, command: str, timeout: float) -> AbstractContextManager[dict]:
+    def hold(self, environment: str, command: str, timeout: float) -> AbstractContextManager[SessionLease]:
         """Hold the environment on a connection of its own; wait up to `timeout` seconds, then
         LockError naming the holder."""
         return self._hold(environment, command, timeout)
 
     @contextmanager
-    def _hold(self, environment: str, command: str, timeout: float) -> Iterator[dict]:
+    def _hold(self, environment: str, command: str, timeout: float) -> Iterator[SessionLease]:
         self._ready()
         holder = new_holder(command)
         key = lock_key(environment)
-        conn = self._connect()  # held open for as long as the lock is
+        conn = self._connect(**self._lock_defaults)  # held open for as long as the lock is
         held = False
         try:
             try:
@@ -251,17 +320,15 @@ class PostgresStore:
                 )
             except psycopg.Error as exc:
                 raise self._error(exc, "failed while taking the lock") from None
-            yield holder
+            yield SessionLease(environment, self.description, conn, holder)
         finally:
-            try:
-                if held:
+            if held:
+                with contextlib.suppress(psycopg.Error):  # a lost lock: the server freed it already
                     conn.execute(
                         "DELETE FROM stackward_lock_holders WHERE environment = %s AND holder->>'id' = %s",
                         (environment, holder["id"]),
                     )
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-            except psycopg.Error:
-                pass  # the connection is gone, and the server freed the lock with it
             conn.close()
 
     def release(self, environment: str, force: bool) -> str:
@@ -299,33 +366,43 @@ class PostgresStore:
     def append(self, environment: str, entry: dict) -> None:
         clean = _without_nul(entry)
         event, apply = (str(clean[k]) if clean.get(k) is not None else None for k in ("event", "apply"))
-        with self._db("could not record a ledger entry") as conn:
-            conn.execute(
-                "INSERT INTO stackward_ledger (environment, at, event, apply, entry) "
-                "VALUES (%s, coalesce(%s, now()), %s, %s, %s)",
-                (environment, _parse_time(clean.get("at")), event, apply, Jsonb(clean)),
-            )
+        key = str(clean.get("id") or uuid.uuid4().hex)  # the Ledger's id: the same when it tries again
+        row = (environment, _parse_time(clean.get("at")), event, apply, Jsonb(clean), key)
+        self._query(
+            "could not record a ledger entry",
+            lambda conn: conn.execute(
+                "INSERT INTO stackward_ledger (environment, at, event, apply, entry, key) "
+                "VALUES (%s, coalesce(%s, now()), %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+                row,
+            ),
+        )
 
     def entries(self, environment: str) -> list[dict]:
-        with self._db("could not read the ledger") as conn:
-            rows = conn.execute(
+        rows = self._query(
+            "could not read the ledger",
+            lambda conn: conn.execute(
                 "SELECT entry FROM stackward_ledger WHERE environment = %s ORDER BY id", (environment,)
-            ).fetchall()
+            ).fetchall(),
+        )
         return [row[0] for row in rows]
 
     def set_applied(self, environment: str, applied: Applied) -> None:
-        with self._db("could not record the applied revision") as conn:
-            conn.execute(
+        self._query(
+            "could not record the applied revision",
+            lambda conn: conn.execute(
                 'INSERT INTO stackward_applied (environment, revision, plan_hash, at, "by") '
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (environment) DO UPDATE SET "
                 'revision = excluded.revision, plan_hash = excluded.plan_hash, at = excluded.at, "by" = excluded."by"',
                 (environment, applied.revision, applied.plan_hash, applied.at, applied.by),
-            )
+            ),
+        )
 
     def applied(self, environment: str) -> Applied | None:
-        with self._db("could not read the applied revision") as conn:
-            row = conn.execute(
+        row = self._query(
+            "could not read the applied revision",
+            lambda conn: conn.execute(
                 'SELECT revision, plan_hash, at, "by" FROM stackward_applied WHERE environment = %s',
                 (environment,),
-            ).fetchone()
+            ).fetchone(),
+        )
         return Applied(*row) if row else None

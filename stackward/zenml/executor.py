@@ -279,14 +279,23 @@ class ZenmlExecutor:
             raise ZenmlError(f"{self.env.name}: reading ZenML registrations failed: {reply['error']}")
         return _registrations(reply)
 
-    def apply(self, ops: list[dict], on_done: Callable[[dict], None]) -> None:
-        """Make the calls in order; `on_done` hears of each one as it completes."""
+    def apply(self, ops: list[dict], on_done: Callable[[dict], None], before: Callable[[], None]) -> None:
+        """Make the calls in order. `before()` runs before each call, and raising stops the
+        calls (an apply's lock check: stackward.state.Lease); `on_done` hears of each call as
+        it completes."""
         if not ops:
             return
         worker = self._request({"op": "apply", "ops": ops})
         while True:
             reply = worker.receive()
-            if "done" in reply:
+            if "ready" in reply:
+                try:
+                    before()
+                except BaseException:
+                    worker.send({"stop": True})
+                    raise
+                worker.send({"go": True})
+            elif "done" in reply:
                 on_done(reply)
             elif "error" in reply:
                 raise ZenmlError(f"{self.env.name}: ZenML: {reply['error']}")

@@ -7,7 +7,10 @@ on stdin; replies are JSON lines on the original stdout (anything ZenML prints g
 
 Requests:
     {"op": "read"}                   -> {"registrations": [...]}
-    {"op": "apply", "ops": [...]}    -> {"done": address} per call, then {"ok": true} or {"error": ...}
+    {"op": "apply", "ops": [...]}    -> per call {"ready": address}, answered on stdin with
+                                        {"go": true} to make it (then {"done": address, "op": ...})
+                                        or {"stop": true} to make no more calls (nothing more is
+                                        sent); then {"ok": true}, or {"error": ...} at a failed call
     {"op": "compare", "items": [...]}  -> {"status": [[kind, name, {key: "changed"|"same"|why}], ...]}
     {"op": "missing_secrets", "refs": [[name, key or null], ...]} -> {"missing": [...]}
     {"op": "verify", "connectors": [...], "embedded": bool} -> {"results": [{name, error|warning}]}
@@ -42,11 +45,12 @@ def _key(kind: str, name: str, type_: str) -> tuple:
 
 
 class Worker:
-    def __init__(self, out: TextIO):
+    def __init__(self, out: TextIO, requests: TextIO):
         from zenml.client import Client
         from zenml.enums import StackComponentType
 
         self.out = out
+        self.requests = requests  # where the answers to {"ready": …} come from
         self.client = Client()
         self.checks = StoreChecks(self.client)
         self.types = StackComponentType
@@ -56,6 +60,13 @@ class Worker:
 
     def send(self, message: dict) -> None:
         send_line(self.out, message)
+
+    def go(self, address: str | None) -> bool:
+        """Whether the client says to make the call at `address` (it checks first that it may:
+        an apply confirms it still holds its lock); no when the client is gone."""
+        self.send({"ready": address})
+        answer = self.requests.readline()
+        return bool(answer) and json.loads(answer).get("go") is True
 
     def read(self) -> list[dict]:
         """Every secret, connector, component and stack in the store, with its id."""
@@ -250,6 +261,8 @@ class Worker:
         elif op == "apply":
             self.read()
             for change in request["ops"]:
+                if not self.go(change.get("address")):
+                    return
                 try:
                     self.apply(change)
                 except Exception as exc:
@@ -280,10 +293,10 @@ def main() -> None:
         serve_reader(sys.stdin, protocol)
         return
     worker = None
-    for line in sys.stdin:
+    while line := sys.stdin.readline():  # not `for line in sys.stdin`: Worker.go reads it too
         request = json.loads(line)
         try:
-            worker = worker or Worker(protocol)
+            worker = worker or Worker(protocol, sys.stdin)
             worker.handle(request)
         except Exception as exc:
             message = {"error": f"{type(exc).__name__}: {exc}"}
