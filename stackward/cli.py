@@ -425,9 +425,14 @@ def diff(env_a: str, env_b: str, path: Path | None, live: bool, state_dir: Path 
 @_path_argument
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="[STACKWARD_STATE_DIR]")
 @click.option("--state-url", help="The PostgreSQL state store [STACKWARD_STATE_URL].")
-@click.option("--force", is_flag=True, help="Release it even if the holder may still be running.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Take a held lock away: the run holding it stops before its next change (recorded as interrupted).",
+)
 def unlock(env: str, path: Path | None, state_dir: Path | None, state_url: str | None, force: bool) -> None:
-    """Release an environment's lock left behind by a run that was killed."""
+    """Clear what a killed run left of ENV's lock (the lock itself frees itself when its
+    holder dies); with --force, take a held lock away."""
     from stackward.spec.discover import discover, is_environment_name
     from stackward.spec.resolve import Resolver
     from stackward.state import open_store
