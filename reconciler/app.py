@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reconciler import dashboard
 from reconciler.config import ServiceSettings
 from reconciler.metrics import Metrics
-from reconciler.service import Reconciler
+from reconciler.service import ApprovalRefused, Reconciler
 from reconciler.store import Store
 from reconciler.webhooks import PayloadError, payload, push_to, signature_ok
 
@@ -150,6 +150,24 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         authorised(request)
         known(name)
         return reconciler.set_suspended(name, False).to_dict()
+
+    @app.post("/api/environments/{name}/approve")
+    async def approve(name: str, request: Request) -> JSONResponse:
+        authorised(request)
+        known(name)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        plan_hash = body.get("plan_hash") if isinstance(body, dict) else None
+        if not isinstance(plan_hash, str):
+            return JSONResponse(
+                {"error": 'send {"plan_hash": "<the hash waiting for approval>"}'}, status_code=400
+            )
+        try:
+            return JSONResponse(reconciler.approve(name, plan_hash).to_dict())
+        except ApprovalRefused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
 
     @app.post("/webhooks/github")
     async def github_webhook(request: Request) -> JSONResponse:

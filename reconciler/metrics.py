@@ -1,10 +1,21 @@
-"""Prometheus metrics of the reconciler (its own registry: no secret, no free text as labels)."""
+"""Prometheus metrics of the reconciler (its own registry: no secret, no free text as labels).
+
+They live in memory and are updated as passes end; a scrape reads no database. The text a
+scrape returns is rendered again only when something changed, and at most once every
+RENDER_EVERY seconds: at a thousand environments a render takes tens of milliseconds, and a
+scraper asking several times a second must not slow the passes down.
+"""
 
 from __future__ import annotations
+
+import threading
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from reconciler.status import EnvironmentStatus, Type
+
+RENDER_EVERY = 1.0  # seconds: the most a scrape's figures can lag behind
 
 
 class Metrics:
@@ -30,19 +41,46 @@ class Metrics:
         self.failures = Counter(
             "stackward_failures", "Failed reconcile passes.", ["environment"], registry=self.registry
         )
+        self.in_progress = Gauge(
+            "stackward_reconciles_in_progress", "Reconcile passes running now.", registry=self.registry
+        )
+        self._lock = threading.Lock()  # one pass's figures change together, never half-rendered
+        self._changed = True
+        self._rendered = b""
+        self._rendered_at = 0.0
 
     def observe(self, status: EnvironmentStatus, seconds: float) -> None:
-        self.duration.labels(status.name).observe(seconds)
-        for type_ in Type:
-            condition = status.condition(type_)
-            self.condition.labels(status.name, type_.value).set(1 if condition and condition.status else 0)
-        self.drift.labels(status.name).set(1 if status.drifted else 0)
+        with self._lock:
+            self.duration.labels(status.name).observe(seconds)
+            for type_ in Type:
+                condition = status.condition(type_)
+                self.condition.labels(status.name, type_.value).set(
+                    1 if condition and condition.status else 0
+                )
+            self.drift.labels(status.name).set(1 if status.drifted else 0)
+            self._changed = True
 
     def applied(self, environment: str) -> None:
-        self.applies.labels(environment).inc()
+        with self._lock:
+            self.applies.labels(environment).inc()
+            self._changed = True
 
     def failed(self, environment: str) -> None:
-        self.failures.labels(environment).inc()
+        with self._lock:
+            self.failures.labels(environment).inc()
+            self._changed = True
+
+    def running(self, passes: int) -> None:
+        with self._lock:
+            self.in_progress.set(passes)
+            self._changed = True
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition format; rendered again only if something changed, at most
+        every RENDER_EVERY seconds."""
+        with self._lock:
+            if self._changed and time.monotonic() - self._rendered_at >= RENDER_EVERY:
+                self._rendered = generate_latest(self.registry)
+                self._rendered_at = time.monotonic()
+                self._changed = False
+            return self._rendered

@@ -1,4 +1,8 @@
-"""Reconciler status as data: conditions in the vocabulary users know, with named reasons."""
+"""Reconciler status as data: conditions in the vocabulary users know, with named reasons.
+
+A pass owns the status it records, except the fields people set through the API while it runs
+(USER_FIELDS): those are read again when it saves (`keep_user_fields`), never overwritten.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,11 @@ class Reason(StrEnum):
     SOURCE_FAILED = "SourceFailed"
     SUSPENDED = "Suspended"
     NOT_RECONCILED = "NotReconciledYet"
+    AWAITING_APPROVAL = "AwaitingApproval"  # the plan waits for POST .../approve with its hash
+    INTERRUPTED = "Interrupted"  # the service stopped during the pass; the next start reconciles again
+
+
+USER_FIELDS = ("suspended", "approved_plan")  # set through the API; a pass never overwrites them
 
 
 @dataclass(frozen=True)
@@ -53,9 +62,17 @@ class EnvironmentStatus:
     suspended: bool = False
     failures: int = 0
     last_reconcile_at: str = ""
+    awaiting_approval: str = ""  # the hash of the plan that waits for approval (its changes: last_plan)
+    approved_plan: str = ""  # the plan hash approved through the API, applied if the next plan has it
 
     def set(self, type_: Type, status: bool, reason: Reason, message: str = "") -> None:
         self.conditions[type_] = Condition(type_, status, reason, message[:2000])
+
+    def keep_user_fields(self, stored: EnvironmentStatus | None) -> None:
+        """Take the USER_FIELDS from the status as stored now (what the API set meanwhile)."""
+        if stored is not None:
+            for name in USER_FIELDS:
+                setattr(self, name, getattr(stored, name))
 
     def condition(self, type_: Type) -> Condition | None:
         return self.conditions.get(type_)

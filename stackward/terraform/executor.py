@@ -3,30 +3,124 @@
 The root module is rendered by `stackward.terraform.render` and written to `main.tf.json` in
 the environment's Terraform working folder; `terraform show -json` and `terraform output -json`
 are read by `stackward.terraform.plan_json`. Failures become `TerraformError`s that say what to do.
+
+Each terraform command runs in its own session, so that stopping it reaches its providers and
+provisioners too, and nothing else: `TerraformProcesses.interrupt()` sends SIGINT to the
+session (what Ctrl-C in a terminal does; Terraform then stops gracefully and releases its state
+lock), `kill()` ends what is left. A command it stopped raises `Interrupted`. Ctrl-C of the CLI
+does the same for the commands it runs: the first stops Terraform gracefully, a second kills it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
-from stackward.errors import EnvironmentFailed
+from stackward.errors import EnvironmentFailed, Interrupted
 from stackward.plan.state import EnvironmentState
 from stackward.process_env import terraform_environment
 from stackward.spec.model import Environment
 from stackward.terraform.plan_json import Outputs, TerraformPlan, read_outputs, read_plan, unchanged_plan
 from stackward.terraform.render import OutputsIndex, RenderedRoot, backend, infrastructure, render_root
 
-__all__ = ["TerraformError", "TerraformExecutor", "TerraformPlan"]
+__all__ = ["TerraformError", "TerraformExecutor", "TerraformPlan", "TerraformProcesses"]
 
 
 class TerraformError(EnvironmentFailed):
     """Terraform could not do what was asked; the message names the environment and what to do."""
+
+
+class TerraformProcesses:
+    """The terraform commands started while it is in use (`use()`), to stop them together.
+
+    `interrupt(reason)` asks each running command to stop gracefully, once, and refuses to start
+    new ones; `kill()` ends whatever is left of them. The CLI's commands belong to one instance
+    for the process; the reconciler uses its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # reentrant: the Ctrl-C handler may run while it is held
+        self._running: dict[subprocess.Popen, str] = {}  # each process, and why it was stopped ("")
+        self.reason = ""  # why interrupt() was called: no command starts after that
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[None]:
+        """Terraform commands started in this thread while the block runs belong to this instance."""
+        token = _current.set(self)
+        try:
+            yield
+        finally:
+            _current.reset(token)
+
+    def start(self, command: list[str], why_refused: str, **options: Any) -> subprocess.Popen:
+        """Start `command` in its own session; Interrupted (`why_refused`) once interrupted."""
+        with self._lock:
+            if self.reason:
+                raise Interrupted(f"{why_refused}: {self.reason}")
+            proc = subprocess.Popen(command, start_new_session=True, **options)
+            self._running[proc] = ""
+        return proc
+
+    def interrupt(self, reason: str) -> None:
+        """SIGINT to each running command's session (once each); start no new command."""
+        with self._lock:
+            self.reason = self.reason or reason
+            for proc, stopped in self._running.items():
+                if not stopped:
+                    self._running[proc] = reason
+                    _signal_session(proc, signal.SIGINT)
+
+    def kill(self) -> None:
+        """SIGKILL to each running command's session."""
+        with self._lock:
+            self.reason = self.reason or "killed"
+            for proc, stopped in self._running.items():
+                self._running[proc] = stopped or self.reason
+                _signal_session(proc, signal.SIGKILL)
+
+    def finish(self, proc: subprocess.Popen) -> str:
+        """Forget an ended command; why it was interrupted, or "". What an interrupted command
+        left in its session (a provisioner's child Terraform did not wait for) is killed."""
+        with self._lock:
+            stopped = self._running.pop(proc, "")
+        if stopped:
+            _signal_session(proc, signal.SIGKILL)
+        return stopped
+
+
+def _signal_session(proc: subprocess.Popen, signum: int) -> None:
+    """`signum` to every process in `proc`'s session (its process group: started with
+    start_new_session, it leads both); nothing when none is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
+_cli = TerraformProcesses()
+_current: ContextVar[TerraformProcesses] = ContextVar("terraform_processes", default=_cli)
+
+
+def _ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: ask the CLI's terraform commands to stop as a terminal would (they run in their
+    own sessions, so the terminal's signal does not reach them), then Python's KeyboardInterrupt."""
+    _cli.interrupt("Ctrl-C")
+    signal.default_int_handler(signum, frame)
+
+
+if threading.current_thread() is threading.main_thread() and (
+    signal.getsignal(signal.SIGINT) is signal.default_int_handler
+):
+    signal.signal(signal.SIGINT, _ctrl_c)  # only in place of Python's own: never over an app's handler
 
 
 class TerraformExecutor:
@@ -81,16 +175,25 @@ class TerraformExecutor:
         """As _run(), with the exit code."""
         command = tf.generate_cmd_string(step, *args, no_color=IsFlagged, **options)
         self.ran.append(step)
-        proc = subprocess.run(
+        processes = _current.get()
+        proc = processes.start(
             command,
+            f"{self.env.name}: terraform {step} was not started",
             cwd=self.workdir,
             env=terraform_environment(self.env, self.phase),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
+        try:
+            stdout, stderr = _wait(proc, processes)
+        finally:
+            stopped = processes.finish(proc)
         if proc.returncode not in ok:
-            raise TerraformError(_explain(self.env.name, step, proc.stderr or proc.stdout))
-        return proc
+            if stopped:
+                raise Interrupted(_interrupted(self.env.name, step, stopped, proc.returncode))
+            raise TerraformError(_explain(self.env.name, step, stderr or stdout))
+        return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
     def init(self) -> Terraform:
         """Render the root module; `terraform init` only when it changed (or never succeeded)."""
@@ -147,6 +250,34 @@ class TerraformExecutor:
     @property
     def _outputs_index(self) -> OutputsIndex:
         return self._rendered.outputs if self._rendered else ()
+
+
+def _wait(proc: subprocess.Popen, processes: TerraformProcesses) -> tuple[str, str]:
+    """The command's output once it ends. Ctrl-C while waiting (the CLI's main thread) asks it
+    to stop gracefully and waits on; a second Ctrl-C kills it."""
+    try:
+        return proc.communicate()
+    except KeyboardInterrupt:
+        processes.interrupt("Ctrl-C")  # done already when the handler above ran
+    try:
+        return proc.communicate()
+    except KeyboardInterrupt:
+        processes.kill()
+        return proc.communicate()
+
+
+def _interrupted(env: str, step: str, why: str, returncode: int) -> str:
+    """What an interrupted command did, and what to do."""
+    if returncode == -signal.SIGKILL:
+        return (
+            f"{env}: terraform {step} was interrupted ({why}) and killed before it stopped "
+            "gracefully; it may not have recorded what it changed in its state: check the "
+            "resources it was changing, then plan and apply again"
+        )
+    return (
+        f"{env}: terraform {step} was interrupted ({why}); it stopped gracefully and released "
+        "its state lock (what it changed is in its state): plan and apply again to finish"
+    )
 
 
 def _explain(env: str, step: str, text: str) -> str:
