@@ -163,7 +163,13 @@ def environment_page(status: EnvironmentStatus, history: list[dict], commit_url:
         + (f"<div class=failure><p class=message>{escape(failure)}</p></div>" if failure else "")
         + f"<h2>Conditions</h2><table><tr><th>type</th><th>status</th><th>reason</th><th>message</th></tr>{conditions}</table>"
         f"<h2>Last plan <small>{escape(plan.get('summary', ''))}</small></h2><ul>{changes}</ul>"
-        # A plan waiting for approval (its hash, and who may approve it) will go here.
-        f"<h2>History</h2>{_history(history, commit_url)}"
+        + (
+            f"<div class=failure><p class=message>This plan waits for approval: {escape(status.awaiting_approval)}."
+            f" Review it, then approve exactly it: POST /api/environments/{escape(status.name)}/approve"
+            f" with {{&quot;plan_hash&quot;: &quot;{escape(status.awaiting_approval)}&quot;}} and the API token.</p></div>"
+            if status.awaiting_approval
+            else ""
+        )
+        + f"<h2>History</h2>{_history(history, commit_url)}"
     )
     return _page(f"stackward · {status.name}", body)

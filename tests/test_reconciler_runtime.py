@@ -24,6 +24,7 @@ from conftest import git, write
 from test_reconciler import TOKEN, free_port
 
 from reconciler.config import ServiceSettings
+from reconciler.dashboard import environment_page
 from reconciler.metrics import Metrics
 from reconciler.service import ApprovalRefused, Reconciler
 from reconciler.status import EnvironmentStatus, Reason, Type
@@ -353,6 +354,9 @@ def test_a_plan_waits_for_approval_and_only_the_approved_plan_is_applied(tmp_pat
         reconciler.run_pass("prod")
         assert awaiting(reconciler.status("prod")) == first  # still waiting, still not applied
         assert applies(state, "prod") == []
+        page = environment_page(reconciler.status("prod"), [], "")
+        assert f"This plan waits for approval: {first}." in page
+        assert "POST /api/environments/prod/approve" in page
 
         with pytest.raises(ApprovalRefused) as refused:
             reconciler.approve("prod", "0" * 64)
