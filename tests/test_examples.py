@@ -30,7 +30,7 @@ def test_human_output_summarises_each_environment():
     result = run("validate", str(EXAMPLES))
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert lines[0].startswith("policies: notice: 8 rule(s) read the plan") and lines[1].startswith(
+    assert lines[0].startswith("policies: notice: 9 rule(s) read the plan") and lines[1].startswith(
         "    hint:"
     )
     lines = lines[2:]
