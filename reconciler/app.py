@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -165,7 +166,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 {"error": 'send {"plan_hash": "<the hash waiting for approval>"}'}, status_code=400
             )
         try:
-            return JSONResponse(reconciler.approve(name, plan_hash).to_dict())
+            approved = await run_in_threadpool(
+                reconciler.approve, name, plan_hash
+            )  # it waits on the database
+            return JSONResponse(approved.to_dict())
         except ApprovalRefused as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
 
