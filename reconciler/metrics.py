@@ -1,9 +1,10 @@
 """Prometheus metrics of the reconciler (its own registry: no secret, no free text as labels).
 
-They live in memory and are updated as passes end; a scrape reads no database. The text a
-scrape returns is rendered again only when something changed, and at most once every
-RENDER_EVERY seconds: at a thousand environments a render takes tens of milliseconds, and a
-scraper asking several times a second must not slow the passes down.
+They live in memory and are updated as passes end; a scrape reads no database and returns the
+text rendered last. It is rendered again only when something changed, at most once every
+RENDER_EVERY seconds, and never for more than RENDER_SHARE of the time: at a thousand
+environments a render takes a tenth of a second, and a scraper asking several times a second
+must not slow the passes down.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from reconciler.status import EnvironmentStatus, Type
 
-RENDER_EVERY = 1.0  # seconds: the most a scrape's figures can lag behind
+RENDER_EVERY = 1.0  # seconds at least between two renders
+RENDER_SHARE = 0.05  # of the time at most spent rendering: a render of 0.1 s is reused for 2 s
 
 
 class Metrics:
@@ -48,6 +50,7 @@ class Metrics:
         self._changed = True
         self._rendered = b""
         self._rendered_at = 0.0
+        self._render_took = 0.0
 
     def observe(self, status: EnvironmentStatus, seconds: float) -> None:
         with self._lock:
@@ -76,11 +79,14 @@ class Metrics:
             self._changed = True
 
     def render(self) -> bytes:
-        """The text exposition format; rendered again only if something changed, at most
-        every RENDER_EVERY seconds."""
+        """The text exposition format, rendered again only if something changed and the last
+        render is old enough (see the module's docstring)."""
         with self._lock:
-            if self._changed and time.monotonic() - self._rendered_at >= RENDER_EVERY:
+            since = time.monotonic() - self._rendered_at
+            if self._changed and since >= max(RENDER_EVERY, self._render_took / RENDER_SHARE):
+                started = time.monotonic()
                 self._rendered = generate_latest(self.registry)
                 self._rendered_at = time.monotonic()
+                self._render_took = self._rendered_at - started
                 self._changed = False
             return self._rendered

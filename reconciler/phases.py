@@ -33,10 +33,9 @@ from stackward.pipeline import Pipeline
 from stackward.plan.changes import Action, EnvironmentPlan
 from stackward.plan.refusals import ApplyRefused
 from stackward.plan.run import Planned
-from stackward.plan.state import EnvironmentState, now
+from stackward.plan.state import now
 from stackward.spec.model import Environment
 from stackward.state import Applied, StateStore
-from stackward.state.local import holder_is_stale, read_holder, release_file_lock
 from stackward.zenml.executor import StoreReader
 
 log = logging.getLogger("stackward.reconciler")
@@ -317,8 +316,6 @@ class Phases:
     def _plan(
         self, status: EnvironmentStatus, pipeline: Pipeline, report: Report, env: Environment, revision: str
     ) -> Planned | None:
-        state_root = self.settings.state_root(report.repo.repo_root)
-        self._release_stale_lock(EnvironmentState(state_root, env.name))
         try:
             planned = pipeline.plan_one(report, env)
         except StackwardError as exc:
@@ -363,13 +360,6 @@ class Phases:
         )
         status.set(Type.DRIFTED, False, Reason.DRIFT_HEALED if healing else Reason.NO_DRIFT, "")
         self.metrics.applied(status.name)
-
-    def _release_stale_lock(self, state: EnvironmentState) -> None:
-        """A lock file left by a run that died on this machine (a restart mid-apply) is
-        released. (PostgreSQL releases a dead holder's lock itself.)"""
-        holder = read_holder(state)
-        if holder and holder_is_stale(holder):
-            release_file_lock(state)
 
 
 def describe(plan: EnvironmentPlan) -> str:

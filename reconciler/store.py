@@ -16,8 +16,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, create_engine, select, text
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, create_engine, event, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -50,6 +53,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """Write-ahead logging, synced at checkpoints rather than at every commit: a status write
+    is one small append, not an fsync. A crash of the service loses nothing; a power loss may
+    lose the last writes (never corrupt the file), which the next passes write again. Readers
+    never wait for the writer."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class Store:
     """What the API, the dashboard and the metrics show. Everything saved goes through
     `scrub` first: a secret value that reached a message is stored as (sensitive)."""
@@ -62,6 +76,8 @@ class Store:
             pool_pre_ping=True,
             connect_args={"connect_timeout": CONNECT_TIMEOUT} if self.postgres else {},
         )
+        if not self.postgres:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         self._local_locks: dict[str, threading.Lock] = {}
         self._next_prune = 0.0
         metadata.create_all(self.engine)
@@ -79,17 +95,18 @@ class Store:
         return EnvironmentStatus.from_dict(json.loads(row[0])) if row else None
 
     def save(self, status: EnvironmentStatus) -> None:
+        """Insert or replace, in one statement (two replicas may save a new environment at once)."""
         data = json.dumps(self.scrub.data(status.to_dict()), sort_keys=True, default=str)
+        insert = (postgresql_insert if self.postgres else sqlite_insert)(status_table).values(
+            environment=status.name, data=data, updated_at=_now()
+        )
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                status_table.update()
-                .where(status_table.c.environment == status.name)
-                .values(data=data, updated_at=_now())
-            ).rowcount
-            if not updated:
-                conn.execute(
-                    status_table.insert().values(environment=status.name, data=data, updated_at=_now())
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[status_table.c.environment],
+                    set_={"data": insert.excluded.data, "updated_at": insert.excluded.updated_at},
                 )
+            )
 
     def first_delivery(self, delivery: str) -> bool:
         """True the first time a webhook delivery id is seen, on any replica (the insert of a

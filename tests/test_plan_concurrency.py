@@ -1,11 +1,10 @@
 """Planning many environments in one run: at once (`plan_concurrency`), with one ZenML process
 reading every embedded store, and each environment's failure kept with it. Real Terraform and
-real embedded ZenML stores; the process starts are observed, not replaced."""
+real embedded ZenML stores; the ZenML workers' starts are observed, not replaced."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from zenml_tools import copy_store
 
 from stackward.pipeline import Pipeline
 from stackward.settings import Settings
+from stackward.zenml import forkserver
 
 NAMES = ("alpha", "beta", "gamma")
 
@@ -48,14 +48,13 @@ def test_environments_plan_at_once_and_one_zenml_process_reads_every_store(
 ):
     root, state = many
     started: list[list[str]] = []
-    real_popen = subprocess.Popen
+    real_start = forkserver.start
 
-    class Observed(real_popen):  # the real process, its command line noted
-        def __init__(self, args, *more, **options):
-            started.append([str(a) for a in args])
-            super().__init__(args, *more, **options)
+    def observed(args: list[str], environment: dict[str, str]) -> forkserver.ForkedProcess:
+        started.append(args)  # the real worker, its arguments noted
+        return real_start(args, environment)
 
-    monkeypatch.setattr(subprocess, "Popen", Observed)
+    monkeypatch.setattr(forkserver, "start", observed)
     threads: dict[str, set[str]] = {}
 
     def progress(message: str) -> None:
@@ -80,8 +79,7 @@ def test_environments_plan_at_once_and_one_zenml_process_reads_every_store(
     assert broken.error and "broken" in broken.error and "missing.txt" in broken.error
     assert not broken.changes
 
-    zenml = [args for args in started if "stackward.zenml.worker" in args]
-    assert zenml == [[zenml[0][0], "-m", "stackward.zenml.worker", "--reader"]]  # one, for every store
+    assert started == [["--reader"]]  # one ZenML worker, for every store
     assert len(set().union(*threads.values())) >= 2  # planned on more than one thread
     assert all(name.startswith("stackward-plan") for name in set().union(*threads.values()))
 

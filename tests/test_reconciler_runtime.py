@@ -242,10 +242,8 @@ def test_sigterm_stops_the_apply_gracefully_and_the_service_exits_within_its_gra
     )
     assert status.failures == 0  # a shutdown is not a failure: no backoff after the restart
     (apply,) = applies(state, "a")
-    # The ledger's result for an Interrupted apply is "interrupted" once stackward/plan/run.py
-    # records it so; until then it is "failed", with the executor's message.
-    assert apply["result"] in ("interrupted", "failed")
-    assert apply["result"] == "interrupted" or "terraform apply was interrupted" in apply["error"]
+    assert apply["result"] == "interrupted"
+    assert apply["error"].startswith("a: terraform apply was interrupted (the service is shutting down)")
 
 
 def test_a_pass_that_does_not_end_within_the_grace_period_is_recorded_as_interrupted(tmp_path: Path):
@@ -297,6 +295,8 @@ def test_ctrl_c_of_the_cli_stops_terraform_gracefully(tmp_path: Path):
         "its state lock" in output
     )
     assert not sleeping(44.32)
+    (apply,) = applies(state, "a")
+    assert apply["result"] == "interrupted"
 
 
 # -- concurrency ----------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -34,23 +33,6 @@ def read_holder(state: EnvironmentState) -> dict | None:
     except (OSError, ValueError):
         return None
     return holder if isinstance(holder, dict) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def holder_is_stale(holder: dict) -> bool:
-    """The holder ran on this machine and no process has its pid now. Only a hint (pids repeat
-    across containers): the lock itself says whether it is held. Kept for
-    reconciler.phases' `_release_stale_lock`, which the file lock makes unneeded."""
-    return holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", 0)))
 
 
 def _names(path: Path, fd: int) -> bool:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 from collections import deque
@@ -19,6 +18,7 @@ from stackward.errors import EnvironmentFailed
 from stackward.plan.state import EnvironmentState
 from stackward.process_env import allowed, credentials
 from stackward.spec.model import Environment
+from stackward.zenml import forkserver
 from stackward.zenml.registrations import Registration
 
 _INHERITED_OUT = ("ZENML_STORE_", "ZENML_CONFIG_PATH", "ZENML_LOCAL_STORES_PATH")
@@ -34,7 +34,7 @@ class ZenmlError(EnvironmentFailed):
     """A ZenML call failed; the message names the environment and the call."""
 
 
-def _base_environment(config_path: Path) -> dict[str, str]:
+def base_environment(config_path: Path | str) -> dict[str, str]:
     """An allow-listed environment (stackward.process_env: the basics, ZENML_* and PYTHON*
     settings, none of another store's) pointed at the ZenML configuration folder `config_path`."""
     base = {k: v for k, v in allowed(("ZENML_", "PYTHON")).items() if not k.startswith(_INHERITED_OUT)}
@@ -45,7 +45,7 @@ def worker_environment(env: Environment, config_path: Path, phase: str) -> dict[
     """The worker's environment: this environment's store, the credentials declared for the
     phase, and the variables its secret values come from (a plan compares them with the live
     values in memory; an apply writes them). Nothing else."""
-    base = _base_environment(config_path)
+    base = base_environment(config_path)
     settings = env.settings
     if not settings.embedded:
         key = os.environ.get(settings.zenml_api_key_env or "")
@@ -61,19 +61,16 @@ def worker_environment(env: Environment, config_path: Path, phase: str) -> dict[
 
 
 class _Running:
-    """One started worker process, with the last lines it printed to stderr. Its stderr is
-    drained as it comes: a long-lived process must never block on a full pipe."""
+    """One started worker process (forked by stackward.zenml.forkserver), with the last lines
+    it printed to stderr. Its stderr is drained as it comes: a long-lived process must never
+    block on a full pipe."""
 
     def __init__(self, args: list[str], environment: dict[str, str], name: str):
         self.name = name
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "stackward.zenml.worker", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=environment,
-        )
+        try:
+            self.popen = forkserver.start(args, environment)
+        except OSError as exc:
+            raise ZenmlError(f"{name}: the ZenML worker could not be started: {exc}") from exc
         self.stderr_tail: deque[str] = deque(maxlen=5)
         self.drain = threading.Thread(target=self._drain, name=f"{name} stderr", daemon=True)
         self.drain.start()
@@ -180,7 +177,7 @@ class StoreReader:
         # its own ZenML configuration folder (removed with this object): nothing touches the user's
         self._home = tempfile.TemporaryDirectory(prefix="stackward-zenml-reader-")
         self._process = _JsonLinesProcess(
-            ["--reader"], _base_environment(Path(self._home.name)), "store reader"
+            ["--reader"], base_environment(Path(self._home.name)), "store reader"
         )
 
     def read(self, env_name: str, database: Path) -> list[Registration]:

@@ -1,6 +1,6 @@
 """The `--reader` mode of the ZenML worker process: registrations of many embedded stores, read
 by their database files in one process that imports zenml once (the reconciler's reads).
-Run through `python -m stackward.zenml.worker --reader`; the client side is
+Started as a worker with the argument `--reader`; the client side is
 stackward.zenml.executor.StoreReader."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The ZenML side of the registrations executor, run as `python -m stackward.zenml.worker`.
+"""The ZenML side of the registrations executor: a process forked by stackward.zenml.forkserver,
+which calls `main()` with the request's arguments in sys.argv.
 
 ZenML keeps a process-wide global configuration and client, so each environment gets its own
 worker process whose environment (ZENML_CONFIG_PATH, or ZENML_STORE_URL and
@@ -301,9 +302,3 @@ def main() -> None:
         except Exception as exc:
             message = {"error": f"{type(exc).__name__}: {exc}"}
             send_line(protocol, message)
-
-
-if __name__ == "__main__":
-    main()
-    # All replies are flushed; skip ZenML's slow interpreter teardown (about a second).
-    os._exit(0)
