@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,17 @@ def end(worker: ForkedProcess) -> None:
     worker.wait(timeout=30)
 
 
+def reaped(pid: int, within: float = 10.0) -> bool:
+    """Whether the process is gone from /proc: the fork server reaps in its SIGCHLD handler, a
+    moment after the worker's pidfd said it ended."""
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
 
@@ -71,7 +83,7 @@ def test_each_worker_reads_the_store_its_request_names_without_the_parents_varia
         assert CANARY.encode() not in environ(pid)
     for worker in workers.values():
         end(worker)
-        assert not Path(f"/proc/{worker.pid}").exists()  # ended, and reaped by the fork server
+        assert reaped(worker.pid)  # ended, and no zombie left by the fork server
 
 
 def test_a_worker_is_killed_and_waited_for(server: ForkServer, tmp_path: Path, store_template: Path):
