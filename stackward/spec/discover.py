@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from stackward.errors import UsageError
@@ -32,6 +34,15 @@ def _is_environment_folder(folder: Path) -> bool:
     return False
 
 
+def _folders(path: Path) -> Iterator[Path]:
+    """The folders directly in `path`, hidden ones skipped, typed from the directory listing
+    (no stat per entry: the reconciler lists an environments folder once per environment)."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if not entry.name.startswith(".") and entry.is_dir():
+                yield path / entry.name
+
+
 def git_root(start: Path) -> Path:
     """The repository holding `start` (the folder with .git), else `start` itself."""
     for folder in (start, *start.parents):
@@ -56,13 +67,11 @@ def discover(path: Path) -> tuple[Repo, str | None]:
     selected = None
     root = path
     holds_environments = any(
-        _is_environment_folder(child)
-        for child in path.iterdir()
-        if child.is_dir() and is_environment_name(child.name)
+        _is_environment_folder(child) for child in _folders(path) if is_environment_name(child.name)
     )
     if not holds_environments and _is_environment_folder(path):
         root, selected = path.parent, path.name
-    children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    children = sorted(_folders(root))
     environments = {p.name: p for p in children if is_environment_name(p.name)}
     shared = {p.name: p for p in children if p.name.startswith("_")}
     return Repo(root, git_root(root), environments, shared), selected
