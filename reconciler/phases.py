@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 from reconciler.config import ServiceSettings
 from reconciler.decision import Decision, decide
 from reconciler.metrics import Metrics
-from reconciler.source import Source, SourceError
+from reconciler.source import Source, SourceError, git
 from reconciler.status import EnvironmentStatus, Reason, Type
 from reconciler.store import Store
 from stackward.checks.validate import Report
@@ -114,11 +113,7 @@ class Heads:
                     log.warning("stackward: could not remove the checkout of %s: %s", revision[:12], exc)
 
     def _git(self, *args: str) -> None:
-        proc = subprocess.run(
-            ["git", "-C", str(self.source.clone), *args], capture_output=True, text=True, timeout=300
-        )
-        if proc.returncode != 0:
-            raise SourceError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()[-300:]}")
+        git(*args, cwd=self.source.clone)
 
 
 class Phases:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 import uvicorn
 from conftest import git, local_repo, run
 from sqlalchemy import create_engine, func, select
@@ -304,6 +306,28 @@ def test_readyz_says_when_the_source_is_not_checked_out_or_its_last_fetch_failed
         svc.http.post("/api/environments/broken/reconcile", headers=auth)
         svc.wait(lambda: passes() > before)
         assert svc.http.get("/readyz").status_code == 200
+
+
+def test_a_remote_that_stops_answering_fails_the_fetch_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A git server that accepts the connection and never answers (a hung remote): git is
+    stopped after GIT_TIMEOUT, the pass gets a SourceError, and the half-made clone is not
+    taken for a clone."""
+    from reconciler import source
+
+    monkeypatch.setattr(source, "GIT_TIMEOUT", 1.0)
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        remote = f"git://127.0.0.1:{hung.getsockname()[1]}/environments.git"
+        watched = source.Source(light_settings(tmp_path, path=Path("environments"), remote=remote))
+        with pytest.raises(source.SourceError) as failed:
+            watched.sync()
+    assert str(failed.value) == "git clone did not finish within 1 s: check that the remote answers"
+    # the clone stopped half way is not taken for a clone by the next pass
+    assert watched.fetch_failed and watched.problem() == "the environments repository is not cloned yet"
+    assert not watched.clone.exists()
 
 
 # -- the dashboard --------------------------------------------------------------------------------
