@@ -34,7 +34,7 @@ class ZenmlError(EnvironmentFailed):
     """A ZenML call failed; the message names the environment and the call."""
 
 
-def base_environment(config_path: Path | str) -> dict[str, str]:
+def base_environment(config_path: Path) -> dict[str, str]:
     """An allow-listed environment (stackward.process_env: the basics, ZENML_* and PYTHON*
     settings, none of another store's) pointed at the ZenML configuration folder `config_path`."""
     base = {k: v for k, v in allowed(("ZENML_", "PYTHON")).items() if not k.startswith(_INHERITED_OUT)}
@@ -68,35 +68,30 @@ class _Running:
     def __init__(self, args: list[str], environment: dict[str, str], name: str):
         self.name = name
         try:
-            self.popen = forkserver.start(args, environment)
+            self.process = forkserver.start(args, environment)
         except OSError as exc:
             raise ZenmlError(f"{name}: the ZenML worker could not be started: {exc}") from exc
         self.stderr_tail: deque[str] = deque(maxlen=5)
-        self.drain = threading.Thread(target=self._drain, name=f"{name} stderr", daemon=True)
-        self.drain.start()
-
-    def _drain(self) -> None:
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            self.stderr_tail.append(line.rstrip())
+        assert self.process.stderr is not None
+        self.drain = forkserver.keep_tail(self.process.stderr, self.stderr_tail, f"{name} stderr")
 
     def _stopped(self) -> ZenmlError:
-        self.popen.wait()
+        self.process.wait()
         self.drain.join(5)
         tail = "\n".join(self.stderr_tail)
         return ZenmlError(f"{self.name}: the ZenML worker stopped unexpectedly: {tail}")
 
     def send(self, request: dict) -> None:
-        assert self.popen.stdin is not None
+        assert self.process.stdin is not None
         try:
-            self.popen.stdin.write(json.dumps(request) + "\n")
-            self.popen.stdin.flush()
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
         except BrokenPipeError:
             raise self._stopped() from None
 
     def receive(self) -> dict[str, Any]:
-        assert self.popen.stdout is not None
-        line = self.popen.stdout.readline()
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
         if not line:
             raise self._stopped()
         return json.loads(line)
@@ -104,16 +99,16 @@ class _Running:
     def end(self, kill: bool) -> None:
         """Closing its input ends it; `kill` does not wait for that."""
         if kill:
-            self.popen.kill()
-        elif self.popen.stdin:
-            self.popen.stdin.close()
+            self.process.kill()
+        elif self.process.stdin:
+            self.process.stdin.close()
         try:
-            self.popen.wait(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+            self.process.kill()
+            self.process.wait()
         self.drain.join(5)
-        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream:
                 stream.close()
 
@@ -205,7 +200,7 @@ class StoreReader:
     def pid(self) -> int | None:
         """The reader process's id while it runs."""
         running = self._process.running
-        return running.popen.pid if running else None
+        return running.process.pid if running else None
 
     def stop_read(self) -> None:
         """If a read is under way (a pass stuck on it), end the process now so that read fails."""

@@ -33,8 +33,23 @@ import tempfile
 import threading
 import traceback
 from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
 
 MAX_REQUEST = 1 << 20  # bytes: a worker's arguments and environment
+
+
+def keep_tail(lines: Iterable[str], tail: deque[str], name: str) -> threading.Thread:
+    """A started daemon thread reading `lines` (a process's stderr) to their end, keeping the
+    last ones in `tail` for error messages (and never letting the pipe fill up)."""
+
+    def drain() -> None:
+        for line in lines:
+            tail.append(line.rstrip())
+
+    thread = threading.Thread(target=drain, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class ForkedProcess:
@@ -94,18 +109,12 @@ class ForkServer:
                 stderr=subprocess.PIPE,
                 text=True,
                 pass_fds=[theirs.fileno()],
-                env=base_environment(self._home.name),
+                env=base_environment(Path(self._home.name)),
             )
-        threading.Thread(
-            target=self._drain, args=(self._server,), name="forkserver stderr", daemon=True
-        ).start()
+        assert self._server.stderr is not None
+        keep_tail(self._server.stderr, self._stderr_tail, "forkserver stderr")
         self._socket = ours
         return ours
-
-    def _drain(self, server: subprocess.Popen) -> None:
-        assert server.stderr is not None
-        for line in server.stderr:
-            self._stderr_tail.append(line.rstrip())
 
     def start(self, args: list[str], environment: dict[str, str]) -> ForkedProcess:
         """A new worker (`python -m stackward.zenml.worker ARGS`, as it would run in
