@@ -39,6 +39,7 @@ RESULTS = {
     "healed": "<span class=ok>healed</span>",
     "failed": "<span class=bad>failed</span>",
     "interrupted": "<span class=warn>interrupted</span> <small>(stopped before it finished)</small>",
+    "running": "<span class=warn>running</span>",
 }
 
 

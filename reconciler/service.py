@@ -11,7 +11,6 @@ reconciler.phases.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
@@ -78,6 +77,8 @@ class Reconciler(Phases):
         self.stopping = threading.Event()
         self._deadline: float | None = None  # when the shutdown's grace period ends
         self._soonest = 0.0  # when the next environment is due, as _next() last found
+        self._clone_due = 0.0  # when to try the first clone again (the remote did not answer)
+        self._clone_failures = 0
         self._thread: threading.Thread | None = None
         self.running = False
         self.terraform = TerraformProcesses()  # every Terraform command the passes run
@@ -188,6 +189,7 @@ class Reconciler(Phases):
                 if entry.requested_at is None:
                     entry.requested_at = time.monotonic() + self.settings.coalesce_seconds
         self.heads.refresh()
+        self._clone_due = 0.0  # (a push: the remote may answer again)
         self._wake.set()
 
     def _next(self) -> str | None:
@@ -219,10 +221,22 @@ class Reconciler(Phases):
                 1 + random.random() * s.jitter
             )
 
+    def _first_clone(self) -> None:
+        """Clone the remote if it is not cloned yet (so there are environments to schedule);
+        a failure is tried again, backing off as a failing pass does, or at once on a request."""
+        if not self.settings.remote or self.source.cloned or time.monotonic() < self._clone_due:
+            return
+        try:
+            self.source.sync()
+        except SourceError as exc:
+            s = self.settings
+            self._clone_failures += 1
+            delay = min(s.backoff * 2 ** (self._clone_failures - 1), s.backoff_cap)
+            self._clone_due = time.monotonic() + delay
+            log.warning("stackward: %s; trying again in %.0f s", self.store.scrub(str(exc)), delay)
+
     def start(self) -> None:
-        if self.settings.remote and not self.source.cloned:
-            with contextlib.suppress(SourceError):  # every pass reports it until the remote answers
-                self.source.sync()  # the first clone, so there are environments to schedule
+        self._first_clone()
         self._thread = threading.Thread(target=self._loop, name="stackward-reconciler", daemon=True)
         self._thread.start()
         self.running = True
@@ -231,6 +245,7 @@ class Reconciler(Phases):
         """Start a pass whenever a slot is free and an environment is due."""
         while not self.stopping.is_set():
             try:
+                self._first_clone()
                 if not self._slots.acquire(timeout=IDLE_WAIT):
                     continue
                 name = self._next() if not self.stopping.is_set() else None
@@ -321,7 +336,7 @@ class Reconciler(Phases):
         worker.start()
         worker.join(self.settings.timeout)
         if worker.is_alive():
-            self.reader.stop_read()  # a read stuck in ZenML fails now instead of holding the reader
+            self.reader.stop_read(name)  # its read stuck in ZenML fails now instead of holding the reader
             worker.join(10)  # how the pass ended is recorded first, the stall on top of it
             status = self.status(name)
             status.set(

@@ -31,6 +31,8 @@ log = logging.getLogger("stackward.reconciler")
 
 DELIVERY_RETENTION = timedelta(days=7)  # GitHub redelivers for 3 days; a delivery older is forgotten
 PRUNE_EVERY = 600.0  # seconds between prunes of old deliveries, per replica
+# the advisory lock held while the tables are created ("stackward:" + a name no environment has)
+TABLES_LOCK_KEY = int.from_bytes(hashlib.sha256(b"stackward:/tables").digest()[:8], "big", signed=True)
 CONNECT_TIMEOUT = 5  # seconds to reach PostgreSQL, so /readyz answers when it does not
 
 metadata = MetaData()
@@ -80,7 +82,10 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._local_locks: dict[str, threading.Lock] = {}
         self._next_prune = 0.0
-        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            if self.postgres:  # replicas starting at once on an empty database create the tables once
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TABLES_LOCK_KEY})
+            metadata.create_all(conn)
 
     def ping(self) -> None:
         """A cheap query on the status table; raises SQLAlchemyError when the database does not answer."""

@@ -11,6 +11,7 @@ longer base64 text).
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import os
@@ -44,7 +45,8 @@ def _base64_forms(value: bytes) -> set[str]:
 
 
 def forms_of(value: str) -> set[str]:
-    """Every form of a secret value worth hiding: whole, per line, JSON-escaped, base64."""
+    """Every form of a secret value worth hiding: whole, per line, JSON-, XML- and
+    HTML-escaped (JUnit and SARIF reports, the dashboard), base64."""
     out: set[str] = set()
     for part in {value, *value.splitlines()}:
         part = part.strip()
@@ -52,6 +54,8 @@ def forms_of(value: str) -> set[str]:
             continue
         out.add(part)
         out.add(json.dumps(part)[1:-1])
+        xml_text = html.escape(part, quote=False)  # & < >
+        out |= {xml_text, xml_text.replace('"', "&quot;"), html.escape(part)}  # XML attributes; HTML
         out |= _base64_forms(part.encode())
     return {form for form in out if len(form) >= MIN_LENGTH}
 

@@ -152,7 +152,7 @@ def test_a_killed_apply_leaves_no_lock_for_a_restart_as_pid_1_or_on_a_new_host(r
 
     second = start(as_pid_1(*command))  # restarted: pid 1 again, on the same host
     wait_for((gate / "started").exists, second)  # it took the lock: it is applying
-    assert [a["result"] for a in ledger.applies()] == ["interrupted", "interrupted"]
+    assert [a["result"] for a in ledger.applies()] == ["interrupted", "running"]
     killed(second)
 
     (gate / "go").touch()
@@ -235,6 +235,9 @@ def test_a_replica_that_lost_its_lock_in_a_database_restart_stops_before_its_nex
     b = start(apply_command(repo, "fenced", replica_b, "--state-url", url, "--lock-timeout", "60"))
     try:
         wait_for((terraform_dir(replica_b, "fenced") / "started").exists, b)  # B holds the lock now
+        # the history: A's apply lost its lease (it will stop), B's is under way
+        under_way = Ledger(PostgresStore.at(url), "fenced").applies()
+        assert [a["result"] for a in under_way] == ["interrupted", "running"]
 
         (terraform_dir(replica_a, "fenced") / "go").touch()  # A's terraform apply ends
         output_a, _ = a.communicate(timeout=120)

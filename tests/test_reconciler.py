@@ -504,6 +504,51 @@ def test_settings_from_environment_variables_have_their_types(monkeypatch: pytes
     assert (settings.port, settings.auto_sync, settings.interval) == (9090, False, 60.0)
 
 
+def test_stopping_one_environments_stuck_read_leaves_another_environments_read_alone(
+    tmp_path: Path, store_template: Path
+):
+    """Concurrent passes share one store reader: a pass that times out stops its own read,
+    never the read another pass is doing."""
+    import sqlite3
+
+    from zenml_tools import copy_store
+
+    from stackward.plan.state import EnvironmentState
+    from stackward.zenml.executor import StoreReader, ZenmlError
+
+    for name in ("a", "b"):
+        copy_store(store_template, tmp_path, name)
+    database = {name: EnvironmentState(tmp_path, name).zenml_database for name in ("a", "b")}
+    reader = StoreReader()
+    try:
+        assert reader.read("a", database["a"])  # the reader process is up
+        holder = sqlite3.connect(database["a"], isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # someone writes to a's store: its read waits
+        holder.execute("UPDATE stack_component SET name = name")
+        failed: list[Exception] = []
+
+        def read_a() -> None:
+            try:
+                reader.read("a", database["a"])
+            except ZenmlError as exc:
+                failed.append(exc)
+
+        reading = threading.Thread(target=read_a)
+        reading.start()
+        time.sleep(0.5)  # (well within SQLite's 5 s busy timeout)
+        reader.stop_read("b")  # b's pass timed out while waiting for the reader: a's read goes on
+        reading.join(0.5)
+        assert reading.is_alive() and not failed
+        reader.stop_read("a")
+        reading.join(30)
+        assert [str(e) for e in failed] == ["a: reading ZenML registrations was stopped before it finished"]
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert reader.read("b", database["b"])  # a new reader process
+    finally:
+        reader.close()
+
+
 def test_a_pass_stuck_reading_zenml_times_out_and_the_next_pass_recovers(
     tmp_path: Path, store_template: Path
 ):

@@ -265,8 +265,40 @@ def test_api_docs_are_not_served_and_every_response_carries_the_security_headers
         assert "<script" not in page and "http" not in page.replace('http-equiv="refresh"', "")
 
 
+def test_replicas_starting_at_once_on_an_empty_database_create_its_tables_once():
+    """Replicas of a new deployment start together: each creates the tables it needs, and
+    none fails because another was creating them at the same moment."""
+    from postgres import postgres_server
+
+    from reconciler.store import Store
+
+    with postgres_server() as url:
+        database = url.replace("postgres://", "postgresql+psycopg://").split("?")[0]
+        barrier = threading.Barrier(4)
+        failures: list[BaseException] = []
+        stores: list[Store] = []
+
+        def start() -> None:
+            barrier.wait()
+            try:
+                stores.append(Store(database))
+            except BaseException as exc:  # (what a replica's start would die of)
+                failures.append(exc)
+
+        replicas = [threading.Thread(target=start) for _ in range(4)]
+        for replica in replicas:
+            replica.start()
+        for replica in replicas:
+            replica.join(60)
+        assert failures == [] and len(stores) == 4
+        for store in stores:
+            store.ping()
+            store.engine.dispose()
+
+
 def test_readyz_says_when_the_source_is_not_checked_out_or_its_last_fetch_failed(tmp_path: Path):
-    """A remote with one environment whose specs are invalid: each pass fetches, then stops."""
+    """A remote with one environment whose specs are invalid: each pass fetches, then stops. A
+    remote that does not answer when the service starts is cloned once it does."""
     origin = tmp_path / "origin"
     (origin / "environments/broken").mkdir(parents=True)
     (origin / "environments/broken/environment.yaml").write_text("kind: Environment\nspec: 3\n")
@@ -278,7 +310,7 @@ def test_readyz_says_when_the_source_is_not_checked_out_or_its_last_fetch_failed
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
     origin.rename(away)  # the remote does not answer when the service starts
-    with serving(settings, tmp_path, wait_ready=False) as svc:
+    with serving(settings.model_copy(update={"backoff": 1.0}), tmp_path, wait_ready=False) as svc:
         answer = svc.http.get("/readyz")
         assert answer.status_code == 503
         assert answer.json()["checks"] == {
@@ -287,8 +319,9 @@ def test_readyz_says_when_the_source_is_not_checked_out_or_its_last_fetch_failed
             "source": "the environments repository is not cloned yet",
         }
         assert str(origin) not in answer.text
+        away.rename(origin)  # it answers again: the clone is tried again, without a restart
+        svc.wait(lambda: passes_of(svc, "broken") >= 1)
 
-    away.rename(origin)
     with serving(settings, tmp_path) as svc:
         passes = lambda: passes_of(svc, "broken")  # noqa: E731
         svc.wait(lambda: passes() >= 1)

@@ -158,6 +158,9 @@ def test_a_suspend_sent_during_an_apply_is_kept_when_the_pass_records_its_result
     with reconciler_for(repo, state) as reconciler:
         thread = in_background(lambda: reconciler.run_pass("a"))
         wait_for(lambda: sleeping(3.01), what="the apply")
+        # the history shows the apply under way as running (not interrupted), its lease held
+        assert [a["result"] for a in applies(state, "a")] == ["running"]
+        assert [h["result"] for h in reconciler.history("a")] == ["running"]
         assert reconciler.set_suspended("a", True).suspended
         thread.join(60)
         status = reconciler.status("a")

@@ -1,11 +1,15 @@
 """A plan without Terraform changes skips `terraform show -json` (issue 15, 5b), unless the
-policy gate may read the JSON plan; the real terraform binary runs, its commands logged."""
+policy gate may read the JSON plan; inits that share a plugin cache take turns. The real
+terraform binary runs, its commands logged."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +69,27 @@ def test_the_policy_gate_keeps_the_json_plan_when_nothing_changes(repo: Path):
     again = stackward(repo, "plan", "--env", "local")
     assert again.exit_code == 0, again.output
     assert "show" in commands(repo)  # input.terraform_plan is there for the policies, as before
+
+
+def test_an_init_waits_its_turn_at_a_shared_plugin_cache(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Terraform's plugin cache is not safe for concurrent inits: an init waits while another
+    stackward process (here, the test) holds the cache, and runs once it is released."""
+    cache = tmp_path / "plugin-cache"
+    cache.mkdir()
+    monkeypatch.setenv("TF_PLUGIN_CACHE_DIR", str(cache))
+    results = []
+    with open(cache / ".stackward-init.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        planning = threading.Thread(target=lambda: results.append(stackward(repo, "plan", "--env", "local")))
+        planning.start()
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "state").rglob("main.tf.json")):  # rendered: init is next
+            assert time.monotonic() < deadline and planning.is_alive(), results
+            time.sleep(0.1)
+        time.sleep(1)
+        assert "init" not in commands(repo)  # waiting for the cache
+    planning.join(120)
+    assert results and results[0].exit_code in (0, 2), results and results[0].output
+    assert "init" in commands(repo)

@@ -257,6 +257,7 @@ def _apply(run: EnvironmentRun, plan: EnvironmentPlan, rev: str, reason: str, le
         changes=planned,
         by=run.workspace.actor,
         reason=reason,
+        lease=lease.holder["id"],  # (running while this lease holds the environment)
     )
     started = time.monotonic()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from stackward.errors import UsageError
@@ -34,13 +34,38 @@ def _is_environment_folder(folder: Path) -> bool:
     return False
 
 
-def _folders(path: Path) -> Iterator[Path]:
-    """The folders directly in `path`, hidden ones skipped, typed from the directory listing
-    (no stat per entry: the reconciler lists an environments folder once per environment)."""
+def _folder_names(path: Path) -> list[str]:
+    """The folders directly in `path`, hidden ones skipped, in name order; typed from the
+    directory listing, without a stat per entry."""
     with os.scandir(path) as entries:
-        for entry in entries:
-            if not entry.name.startswith(".") and entry.is_dir():
-                yield path / entry.name
+        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+
+
+class Folders(Mapping[str, Path]):
+    """Folders of `root` by name, in name order, each Path made when it is asked for: the
+    reconciler validates one environment at a time out of possibly thousands."""
+
+    def __init__(self, root: Path, names: list[str]):
+        self._root = root
+        self._names = names
+        self._known = frozenset(names)
+
+    def __getitem__(self, name: str) -> Path:
+        if name not in self._known:
+            raise KeyError(name)
+        return self._root / name
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"Folders({self._root}, {self._names})"
 
 
 def git_root(start: Path) -> Path:
@@ -66,12 +91,11 @@ def discover(path: Path) -> tuple[Repo, str | None]:
     path = path.resolve()
     selected = None
     root = path
-    holds_environments = any(
-        _is_environment_folder(child) for child in _folders(path) if is_environment_name(child.name)
-    )
+    names = _folder_names(path)
+    holds_environments = any(_is_environment_folder(path / n) for n in names if is_environment_name(n))
     if not holds_environments and _is_environment_folder(path):
         root, selected = path.parent, path.name
-    children = sorted(_folders(root))
-    environments = {p.name: p for p in children if is_environment_name(p.name)}
-    shared = {p.name: p for p in children if p.name.startswith("_")}
+        names = _folder_names(root)
+    environments = Folders(root, [n for n in names if is_environment_name(n)])
+    shared = Folders(root, [n for n in names if n.startswith("_")])
     return Repo(root, git_root(root), environments, shared), selected

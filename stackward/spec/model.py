@@ -6,6 +6,7 @@ executors and the policy input. Environment settings are parsed here once into a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -159,5 +160,5 @@ class Repo:
 
     root: Path
     repo_root: Path
-    environments: dict[str, Path]
-    shared: dict[str, Path]
+    environments: Mapping[str, Path]
+    shared: Mapping[str, Path]

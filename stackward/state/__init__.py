@@ -69,6 +69,10 @@ class StateStore(Protocol):
         that was already lost is not raised."""
         ...
 
+    def holder(self, environment: str) -> dict | None:
+        """Who holds the environment now (see `new_holder`; {} when unknown), or None."""
+        ...
+
     def release(self, environment: str, force: bool) -> str:
         """Clear what a holder that is gone left behind; a lock still held only with `force`
         (where the store can take it away). What was done."""

@@ -3,7 +3,8 @@ the reconciler), kept in the state store and scrubbed of secret values.
 
 Every apply that started has an outcome: `success`, `failed`, or `interrupted` (it stopped:
 its lock was lost, the service stopped, Ctrl-C; or it was killed, which leaves no `finished`
-entry and reads as interrupted)."""
+entry and reads as interrupted). An apply without an outcome whose lease still holds the
+environment reads as `running`."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ class Ledger:
 
     def applies(self) -> list[dict]:
         """One summary per apply: revision, plan hash, start/end, result, what changed; an
-        apply without a `finished` entry reads as interrupted."""
+        apply without a `finished` entry reads as running while its lease holds the
+        environment, else as interrupted."""
         by_id: dict[str, dict] = {}
         for entry in self.entries():
             if not entry.get("apply"):
@@ -79,11 +81,16 @@ class Ledger:
                     planned=entry.get("changes", []),
                     by=entry.get("by", ""),
                     reason=entry.get("reason", "apply"),
+                    lease=entry.get("lease", ""),
                 )
             elif entry["event"] == "step":
                 summary["done"].append(entry.get("change"))
             elif entry["event"] == "finished":
                 summary.update(finished=entry["at"], result=entry.get("result"), error=entry.get("error", ""))
-        for summary in by_id.values():
-            summary.setdefault("result", "interrupted")
+        unfinished = [s for s in by_id.values() if "result" not in s]
+        if unfinished:
+            holder = self.store.holder(self.environment) or {}
+            for summary in unfinished:
+                running = summary.get("lease") and summary["lease"] == holder.get("id")
+                summary["result"] = "running" if running else "interrupted"
         return list(by_id.values())

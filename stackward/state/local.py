@@ -74,6 +74,19 @@ class FileLease:
             )
 
 
+def live_holder(state: EnvironmentState) -> dict | None:
+    """Who holds the environment now ({} when its record is unreadable), or None: the lock is
+    tried, not only the record read, since a holder that died leaves its record behind."""
+    try:
+        fd = os.open(state.lock_file, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        return None if _try_lock(fd) else read_holder(state) or {}
+    finally:
+        os.close(fd)  # (releases the lock if it was free and taken here)
+
+
 def _open_locked(state: EnvironmentState, timeout: float) -> int:
     """The lock file, open and locked; wait up to `timeout` seconds, then LockError."""
     deadline = time.monotonic() + timeout
@@ -163,6 +176,9 @@ class LocalStore:
 
     def hold(self, environment: str, command: str, timeout: float) -> AbstractContextManager[FileLease]:
         return file_lock(self._state(environment), command, timeout)
+
+    def holder(self, environment: str) -> dict | None:
+        return live_holder(self._state(environment))
 
     def release(self, environment: str, force: bool) -> str:
         return release_file_lock(self._state(environment), force)

@@ -331,6 +331,13 @@ class PostgresStore:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             conn.close()
 
+    def holder(self, environment: str) -> dict | None:
+        def live(conn: psycopg.Connection) -> dict | None:
+            pid, holder = self._live_holder(conn, environment)
+            return None if pid is None else holder or {}
+
+        return self._query("failed", live)
+
     def release(self, environment: str, force: bool) -> str:
         """Remove the description a dead holder left; a live holder's lock cannot be taken
         away (`force` or not): it frees itself when the holder's connection ends."""

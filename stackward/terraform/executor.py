@@ -14,6 +14,7 @@ does the same for the commands it runs: the first stops Terraform gracefully, a 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -204,9 +205,10 @@ class TerraformExecutor:
         tf = self._terraform()
         if not (marker.exists() and marker.read_text() == rendered):
             marker.unlink(missing_ok=True)
-            self._run(
-                tf, "init", input=False, reconfigure=IsFlagged, lock_timeout=f"{self.lock_timeout:.0f}s"
-            )
+            with _plugin_cache_turn(terraform_environment(self.env, self.phase)):
+                self._run(
+                    tf, "init", input=False, reconfigure=IsFlagged, lock_timeout=f"{self.lock_timeout:.0f}s"
+                )
             marker.write_text(rendered)
         return tf
 
@@ -250,6 +252,22 @@ class TerraformExecutor:
     @property
     def _outputs_index(self) -> OutputsIndex:
         return self._rendered.outputs if self._rendered else ()
+
+
+@contextlib.contextmanager
+def _plugin_cache_turn(environment: dict[str, str]) -> Iterator[None]:
+    """Hold the plugin cache (`TF_PLUGIN_CACHE_DIR`) for one `terraform init`: Terraform does
+    not make its cache safe for concurrent inits, and environments planned or reconciled at
+    once share it. An advisory lock on a file in the cache, so other stackward processes on
+    the host take turns too."""
+    cache = environment.get("TF_PLUGIN_CACHE_DIR")
+    if not cache:
+        yield
+        return
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    with open(Path(cache) / ".stackward-init.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def _wait(proc: subprocess.Popen, processes: TerraformProcesses) -> tuple[str, str]:

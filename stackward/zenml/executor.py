@@ -162,13 +162,15 @@ class StoreReader:
     reads every environment on an interval shares this reader instead (and it does not read a
     database again that did not change). It only reads: a store it cannot read as it is (not
     created yet, or at another zenml's schema) is left to the environment's own worker. It is
-    thread-safe (one read at a time); `stop_read()` ends the process if a read is under way,
-    which fails that read, and the next read starts a new process."""
+    thread-safe (one read at a time); `stop_read(env)` ends the process if it is reading that
+    environment, which fails that read, and the next read starts a new process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stopped = False
         self._shut = False
+        self._reading: str | None = None  # the environment whose read is under way
+        self._reading_lock = threading.Lock()  # stop_read() never stops the read after that one
         # its own ZenML configuration folder (removed with this object): nothing touches the user's
         self._home = tempfile.TemporaryDirectory(prefix="stackward-zenml-reader-")
         self._process = _JsonLinesProcess(
@@ -181,6 +183,8 @@ class StoreReader:
             if self._shut:
                 raise ZenmlError(f"{env_name}: the service is stopping; ZenML registrations were not read")
             self._stopped = False
+            with self._reading_lock:
+                self._reading = env_name
             try:
                 reply = self._process.send({"op": "read", "database": str(database)}).receive()
             except Exception as exc:  # the process died, or was stopped under us
@@ -190,6 +194,9 @@ class StoreReader:
                         f"{env_name}: reading ZenML registrations was stopped before it finished"
                     ) from exc
                 raise ZenmlError(f"{env_name}: reading ZenML registrations failed: {exc}") from exc
+            finally:
+                with self._reading_lock:
+                    self._reading = None
         if "unavailable" in reply:
             raise ReaderUnavailable(reply["unavailable"])
         if "error" in reply:
@@ -202,11 +209,13 @@ class StoreReader:
         running = self._process.running
         return running.process.pid if running else None
 
-    def stop_read(self) -> None:
-        """If a read is under way (a pass stuck on it), end the process now so that read fails."""
-        if self._lock.locked():
-            self._stopped = True
-            self._process.close(kill=True)
+    def stop_read(self, env_name: str) -> None:
+        """If `env_name`'s read is under way (its pass stuck on it), end the process now so that
+        read fails; another environment's read goes on."""
+        with self._reading_lock:
+            if self._reading == env_name:
+                self._stopped = True
+                self._process.close(kill=True)
 
     def close(self) -> None:
         """End the process for good: later reads fail (the service is stopping)."""

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import html
+import io
 import json
+
+from junitparser import Failure, JUnitXml, TestCase, TestSuite
 
 from stackward.secrets import Scrubber
 
@@ -40,3 +44,23 @@ def test_short_values_and_empty_scrubbers_leave_text_alone():
     scrub = Scrubber(["abc", "", None])
     assert not scrub
     assert scrub("abc abc") == "abc abc"
+
+
+def test_a_value_is_hidden_xml_and_html_escaped():
+    """JUnit XML (junitparser) escapes what it writes; the dashboard escapes HTML."""
+    secret = "canary<&>\"'-value-3"
+    scrub = Scrubber([secret])
+    case = TestCase("zenml.config", "stackward.dev")
+    failure = Failure(f"got {secret}", "zenml.config")
+    failure.text = f"value: {secret}"
+    case.result = [failure]
+    report = JUnitXml("stackward")
+    suite = TestSuite("dev")
+    suite.add_testcase(case)
+    report.add_testsuite(suite)
+    out = io.BytesIO()
+    report.write(out)
+    printed = out.getvalue().decode()
+    assert "canary" in printed and secret not in printed  # escaped in the XML
+    assert "canary" not in scrub(printed)
+    assert "canary" not in scrub(f"<td title='{html.escape(secret)}'>{html.escape(secret)}</td>")
