@@ -11,7 +11,8 @@ bench's specs break on purpose):
   the pages the ZenML fork server shares with its children count once). The first such pass
   after the applies reads every store again (the applies changed them); later ones find them
   unchanged;
-- the same pass while /metrics is scraped 4 times a second over HTTP;
+- the same pass while /metrics is scraped 4 times a second over HTTP, from another process
+  (as Prometheus would; it is left out of the memory figure);
 - webhook throughput with signature checks.
 
 Targets (issue 16): a pass with nothing to do over 1,000 environments under 10 s and 400 MB;
@@ -52,7 +53,7 @@ from zenml_tools import copy_store, make_store  # noqa: E402 (standard library o
 from reconciler.app import create_app  # noqa: E402
 from reconciler.config import ServiceSettings  # noqa: E402
 from reconciler.service import Reconciler  # noqa: E402
-from reconciler.status import Type  # noqa: E402
+from reconciler.status import EnvironmentStatus, Type  # noqa: E402
 
 HEAD = "apiVersion: stackward.dev/v1alpha1\n"
 WAIT_MODULE = """resource "terraform_data" "wait" {
@@ -143,7 +144,7 @@ class MemorySampler:
     def _run(self) -> None:
         me = os.getpid()
         while not self.done.wait(0.2):
-            figures = {pid: pss_mb(pid) for pid in descendants(me)}
+            figures = {pid: pss_mb(pid) for pid in descendants(me) if pid not in NOT_THE_SERVICE}
             total = sum(figures.values())
             if total > self.peak[0]:
                 self.peak = (total, figures[me])
@@ -188,6 +189,10 @@ class Service:
         self.names = [f"env{e:04d}" for e in range(environments)]
         self.app = create_app(self.settings)
         self.reconciler: Reconciler = self.app.state.reconciler
+        # passes counted as they end (reading the metrics for it would load the service at scale)
+        self.finished = dict.fromkeys(self.names, 0)
+        self._run_pass = self.reconciler.run_pass
+        self.reconciler.run_pass = self._counted  # type: ignore[method-assign]
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=self.settings.port, log_level="warning")
         )
@@ -205,20 +210,18 @@ class Service:
             assert status.ready, status.condition(Type.READY)
         return elapsed
 
+    def _counted(self, name: str) -> EnvironmentStatus:
+        try:
+            return self._run_pass(name)
+        finally:
+            self.finished[name] += 1
+
     def passes(self) -> dict[str, int]:
-        counts = dict.fromkeys(self.names, 0)
-        for metric in self.reconciler.metrics.duration.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_count"):
-                    counts[sample.labels["environment"]] = int(sample.value)
-        return counts
+        return dict(self.finished)
 
     def wait_passes(self, before: dict[str, int]) -> None:
-        while True:
-            now = self.passes()
-            if all(now[n] > before[n] for n in self.names):
-                return
-            time.sleep(0.2)
+        while any(self.finished[n] <= before[n] for n in self.names):
+            time.sleep(0.05)
 
     def idle_pass(self) -> float:
         """Ask for a pass of every environment; seconds until each had one (nothing to do)."""
@@ -241,29 +244,42 @@ class Service:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+# GET the URL every `every` seconds until stdin closes; prints the time each took (JSON).
+SCRAPER = """
+import json, select, sys, time, httpx
+url, every = sys.argv[1], float(sys.argv[2])
+took = []
+with httpx.Client(timeout=60) as http:
+    while True:
+        start = time.perf_counter()
+        assert http.get(url).status_code == 200
+        took.append(time.perf_counter() - start)
+        if select.select([sys.stdin], [], [], max(0.0, every - took[-1]))[0]:
+            break
+print(json.dumps(took))
+"""
+NOT_THE_SERVICE: set[int] = set()  # processes under this one that the memory figure leaves out
+
+
 class Scraper:
-    """GET /metrics `per_second` times a second while it runs; the time each took."""
+    """GET /metrics `per_second` times a second while it runs, from a process of its own (as
+    Prometheus does: its HTTP client must not share the service's CPU); the time each took."""
 
-    def __init__(self, http: httpx.Client, per_second: float):
-        self.http, self.every = http, 1 / per_second
+    def __init__(self, url: str, per_second: float):
+        self.command = [sys.executable, "-c", SCRAPER, f"{url}/metrics", str(1 / per_second)]
         self.took: list[float] = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.done.is_set():
-            start = time.perf_counter()
-            assert self.http.get("/metrics").status_code == 200
-            self.took.append(time.perf_counter() - start)
-            self.done.wait(max(0.0, self.every - self.took[-1]))
 
     def __enter__(self) -> Scraper:
-        self.thread.start()
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        NOT_THE_SERVICE.add(self.process.pid)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join(30)
+        out, _ = self.process.communicate("", timeout=60)  # stdin closed: it stops
+        NOT_THE_SERVICE.discard(self.process.pid)
+        self.took = json.loads(out)
 
 
 def first_passes(template: Path, environments: int, resources: int, waiting: float = 0) -> None:
@@ -293,7 +309,7 @@ def idle_passes(template: Path, environments: int, resources: int, webhooks: int
     with MemorySampler() as memory:
         for _ in range(3):
             quiet.append(service.idle_pass())
-            with Scraper(service.http, 4) as scraper:
+            with Scraper(str(service.http.base_url).rstrip("/"), 4) as scraper:
                 scraped.append(service.idle_pass())
             took += scraper.took
     unchanged, with_scrapes, scrapes = statistics.median(quiet), statistics.median(scraped), sorted(took)

@@ -72,6 +72,8 @@ class Reconciler(Phases):
         self._lock = threading.Lock()
         self._status_lock = threading.RLock()  # status reads and writes, one at a time
         self._abandoned: set[str] = set()
+        # passes under way not shown as Reconciling yet: (started at, that status, pass ended)
+        self._progress: dict[str, tuple[float, EnvironmentStatus, threading.Event]] = {}
         self._listed: tuple[float, list[str]] = (-LIST_EVERY, [])
         self._wake = threading.Event()
         self.stopping = threading.Event()
@@ -334,7 +336,15 @@ class Reconciler(Phases):
         result: list[EnvironmentStatus] = []
         worker = threading.Thread(target=self._attempt, args=(name, result), daemon=True)
         worker.start()
-        worker.join(self.settings.timeout)
+        deadline = time.monotonic() + self.settings.timeout
+        while worker.is_alive() and (left := deadline - time.monotonic()) > 0:
+            shown = self._progress.get(name)
+            if shown is None:  # not started yet, or already shown as Reconciling
+                worker.join(min(left, SHOW_RECONCILING_AFTER / 2))
+            elif (wait := shown[0] + SHOW_RECONCILING_AFTER - time.monotonic()) > 0:
+                worker.join(min(left, wait))
+            else:
+                self._show_reconciling(name, *shown[1:])
         if worker.is_alive():
             self.reader.stop_read(name)  # its read stuck in ZenML fails now instead of holding the reader
             worker.join(10)  # how the pass ended is recorded first, the stall on top of it
@@ -380,13 +390,11 @@ class Reconciler(Phases):
             ended = threading.Event()
             progress = copy.deepcopy(status)
             progress.set(Type.RECONCILING, True, Reason.PROGRESSING, "reconciling")
-            shown = threading.Timer(SHOW_RECONCILING_AFTER, self._show_reconciling, (progress, ended))
-            shown.daemon = True
-            shown.start()
+            self._progress[name] = (started, progress, ended)  # run_pass shows it after a second
             try:
                 self._pass(status)
             finally:
-                shown.cancel()
+                self._progress.pop(name, None)
                 status.set(Type.RECONCILING, False, Reason.PROGRESSING, "")
                 status.last_reconcile_at = now()
                 with self._status_lock:
@@ -396,8 +404,9 @@ class Reconciler(Phases):
             self.notifier.changed(before, status)
         return status
 
-    def _show_reconciling(self, progress: EnvironmentStatus, ended: threading.Event) -> None:
+    def _show_reconciling(self, name: str, progress: EnvironmentStatus, ended: threading.Event) -> None:
         """Record that a pass is under way, unless it ended meanwhile (its result is recorded)."""
+        self._progress.pop(name, None)
         with self._status_lock:
             if not ended.is_set():
                 self._record(progress)

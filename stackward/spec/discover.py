@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -34,11 +35,28 @@ def _is_environment_folder(folder: Path) -> bool:
     return False
 
 
+_listed: dict[str, tuple[tuple[int, int, int], list[str]]] = {}  # folder -> (its stat, folder names)
+SETTLED_NS = 2_000_000_000  # a folder changed this recently may change again within its mtime's tick
+
+
 def _folder_names(path: Path) -> list[str]:
     """The folders directly in `path`, hidden ones skipped, in name order; typed from the
-    directory listing, without a stat per entry."""
+    directory listing, without a stat per entry. A listing is kept while the folder's
+    modification time (which every added, removed or renamed entry changes) stays the same and
+    is older than SETTLED_NS, as git does for its index: the reconciler lists an environments
+    folder once per environment it validates."""
+    stat = os.stat(path)
+    key = (stat.st_dev, stat.st_ino, stat.st_mtime_ns)
+    kept = _listed.get(str(path))
+    if kept is not None and kept[0] == key:
+        return kept[1]
     with os.scandir(path) as entries:
-        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    if time.time_ns() - stat.st_mtime_ns > SETTLED_NS:
+        if len(_listed) >= 64:
+            _listed.clear()
+        _listed[str(path)] = (key, names)
+    return names
 
 
 class Folders(Mapping[str, Path]):

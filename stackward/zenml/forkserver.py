@@ -21,6 +21,7 @@ worker per request:
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -222,6 +223,10 @@ def _reap(*_: object) -> None:
 def serve(sock: socket.socket) -> None:
     """Fork a worker for each request until the client closes the socket."""
     signal.signal(signal.SIGCHLD, _reap)
+    # What was imported stays shared with the children: the garbage collector never visits it
+    # (a visit writes to each object, which would copy its memory page into every child).
+    gc.collect()
+    gc.freeze()
     while received := _receive(sock):
         request, fds = received
         # no reaping between the fork and the pidfd: the pid must still be the child's

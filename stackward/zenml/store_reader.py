@@ -28,10 +28,11 @@ class DatabaseReader:
     SQLAlchemy's compiled statements are reused instead of compiled again per store. A store
     at another zenml's schema (or not a store yet) is Unavailable: the environment's worker
     opens it the full way, migrating it if needed. A database that did not change since its
-    last read (see _database_version) is answered with that read."""
+    last read (see _database_version) is answered with that read, kept as its JSON text (a
+    service reading a thousand stores keeps a thousand reads)."""
 
     def __init__(self) -> None:
-        self.last: dict[str, tuple[tuple[int, ...], list[dict]]] = {}
+        self.last: dict[str, tuple[tuple[int, ...], str]] = {}
         self.store: Any = None
         self.database = ""
 
@@ -52,7 +53,8 @@ class DatabaseReader:
     def _connect_to_current(self, dialect: Any, record: Any, cargs: list, cparams: dict) -> None:
         cargs[0] = self.database  # sqlite3.connect's first argument: the database file
 
-    def read(self, database: str) -> list[dict]:
+    def read(self, database: str) -> str:
+        """The store's registrations as a JSON list."""
         version = _database_version(database)  # before reading: a later write makes a new version
         last = self.last.get(database)
         if version is not None and last is not None and last[0] == version:
@@ -62,7 +64,7 @@ class DatabaseReader:
             raise Unavailable(f"{database} is not a store at this zenml's schema")
         store = self._store_for(database)
         try:
-            registrations = read_registrations(store)
+            registrations = json.dumps(read_registrations(store), default=str)
         finally:
             store.engine.dispose()  # no connection (nor its locks) is kept between reads
         if version is not None and _database_version(database) == version:  # no write meanwhile
@@ -117,7 +119,9 @@ def serve_reader(requests: TextIO, out: TextIO) -> None:
     for line in requests:
         request = json.loads(line)
         try:
-            send_line(out, {"registrations": reader.read(request["database"])})
+            registrations = reader.read(request["database"])
+            out.write(f'{{"registrations": {registrations}}}\n')
+            out.flush()
         except Unavailable as exc:
             send_line(out, {"unavailable": str(exc)})
         except Exception as exc:
