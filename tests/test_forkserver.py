@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +110,61 @@ def test_a_fork_server_that_died_is_started_again(server: ForkServer, tmp_path: 
     assert server._server.pid != first
     assert "default" in read(worker)
     end(worker)
+
+
+def test_no_worker_outlives_the_process_that_asked_for_it(tmp_path: Path, store_template: Path):
+    """kill -9 of the client (a CLI killed mid-apply) while its worker is busy in a ZenML call:
+    the fork server exits and the kernel ends the worker at once, so no ZenML call goes on
+    under a lock that was freed (without that, the worker would finish its call first)."""
+    import sqlite3
+
+    copy_store(store_template, tmp_path, "a")
+    state = EnvironmentState(tmp_path, "a")
+    holder = sqlite3.connect(state.zenml_database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # the worker's read waits for it (SQLite: up to 5 s)
+    holder.execute("UPDATE stack_component SET name = name")
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, time\n"
+            "from pathlib import Path\n"
+            "from stackward.zenml import forkserver\n"
+            "from stackward.zenml.executor import base_environment\n"
+            "worker = forkserver.start([], base_environment(Path(sys.argv[1])))\n"
+            "worker.stdin.write(json.dumps({'op': 'read'}) + '\\n')\n"
+            "worker.stdin.flush()\n"
+            "print(worker.pid, flush=True)\n"
+            "time.sleep(600)\n",
+            str(state.zenml_config),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert client.stdout is not None
+        worker = int(client.stdout.readline())
+        time.sleep(0.5)  # (reading)
+        assert Path(f"/proc/{worker}").exists()
+    finally:
+        client.kill()
+        client.wait()
+    try:
+        assert ended(worker, within=2.5)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def ended(pid: int, within: float = 10.0) -> bool:
+    """Whether the process ended (gone, or a zombie its new parent has not reaped yet)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False

@@ -14,13 +14,16 @@ worker per request:
 - Requests come over a socket pair that only this process holds (no socket file). With each
   request come the worker's standard streams (pipe ends), and back comes a pidfd for the new
   child: it tells when the child ended and signals it without any risk of a reused pid.
-- When this process ends, the socket closes and the fork server exits; a worker ends when its
-  input closes, as before.
+- It runs in a session of its own, as Terraform does: a terminal's Ctrl-C reaches only this
+  process, which ends its workers itself (a worker ends when its input closes). When this
+  process ends, however it ends, the socket closes, the fork server exits, and the kernel kills
+  the workers it leaves (PR_SET_PDEATHSIG): none outlives the process that asked for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import io
 import json
@@ -38,6 +41,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 MAX_REQUEST = 1 << 20  # bytes: a worker's arguments and environment
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def keep_tail(lines: Iterable[str], tail: deque[str], name: str) -> threading.Thread:
@@ -111,6 +115,7 @@ class ForkServer:
                 text=True,
                 pass_fds=[theirs.fileno()],
                 env=base_environment(Path(self._home.name)),
+                start_new_session=True,  # a terminal's Ctrl-C is for this process to handle
             )
         assert self._server.stderr is not None
         keep_tail(self._server.stderr, self._stderr_tail, "forkserver stderr")
@@ -192,8 +197,17 @@ def _receive(sock: socket.socket) -> tuple[dict, list[int]] | None:
     return json.loads(body), fds
 
 
-def _child(request: dict, fds: list[int]) -> None:
+def _die_with_the_server(server: int) -> None:
+    """SIGKILL to this child when the fork server ends (which it does when the process that
+    asked for it ends, however it ends): no worker outlives its client."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != server:  # it ended before that took effect
+        os._exit(1)
+
+
+def _child(request: dict, fds: list[int], server: int) -> None:
     """In the new process: the request's streams and environment, then the worker."""
+    _die_with_the_server(server)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -223,6 +237,7 @@ def _reap(*_: object) -> None:
 def serve(sock: socket.socket) -> None:
     """Fork a worker for each request until the client closes the socket."""
     signal.signal(signal.SIGCHLD, _reap)
+    server = os.getpid()
     # What was imported stays shared with the children: the garbage collector never visits it
     # (a visit writes to each object, which would copy its memory page into every child).
     gc.collect()
@@ -234,7 +249,7 @@ def serve(sock: socket.socket) -> None:
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _child(request, fds)
+            _child(request, fds, server)
         pidfd = os.pidfd_open(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         for fd in fds:
