@@ -274,8 +274,18 @@ def test_ctrl_c_of_the_cli_stops_terraform_gracefully(tmp_path: Path):
     """The terminal sends SIGINT to the CLI's process group; Terraform, in its own session,
     is asked to stop by stackward, and nothing is left running."""
     repo, state = slow_repo(tmp_path, {"a": 44.32})
+    # as a terminal's foreground job: Ctrl-C's signal not ignored, even when the test suite was
+    # started in the background of a shell (which starts its jobs with SIGINT ignored)
+    from_a_terminal = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
     cli = subprocess.Popen(
-        [str(Path(sys.executable).parent / "stackward"), "apply", str(repo / "environments")],
+        [
+            sys.executable,
+            "-c",
+            from_a_terminal,
+            str(Path(sys.executable).parent / "stackward"),
+            "apply",
+            str(repo / "environments"),
+        ],
         env={**os.environ, "STACKWARD_POLICY_GATE": "false", "STACKWARD_STATE_DIR": str(state)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
