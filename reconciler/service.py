@@ -217,11 +217,15 @@ class Reconciler(Phases):
 
     def _reschedule(self, name: str, status: EnvironmentStatus) -> None:
         s = self.settings
-        delay = min(s.backoff * 2 ** (status.failures - 1), s.backoff_cap) if status.failures else s.interval
+        delay = self._backoff(status.failures) if status.failures else s.interval
         with self._lock:
             self._schedule.setdefault(name, _Schedule()).due = time.monotonic() + delay * (
                 1 + random.random() * s.jitter
             )
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds to wait after `failures` failures in a row: `backoff`, doubling, capped."""
+        return min(self.settings.backoff * 2 ** (failures - 1), self.settings.backoff_cap)
 
     def _first_clone(self) -> None:
         """Clone the remote if it is not cloned yet (so there are environments to schedule);
@@ -231,9 +235,8 @@ class Reconciler(Phases):
         try:
             self.source.sync()
         except SourceError as exc:
-            s = self.settings
             self._clone_failures += 1
-            delay = min(s.backoff * 2 ** (self._clone_failures - 1), s.backoff_cap)
+            delay = self._backoff(self._clone_failures)
             self._clone_due = time.monotonic() + delay
             log.warning("stackward: %s; trying again in %.0f s", self.store.scrub(str(exc)), delay)
 

@@ -156,7 +156,8 @@ class ForkServer:
         return int.from_bytes(reply, "big"), received[0]
 
     def close(self) -> None:
-        """Stop the fork server (the next start() starts another); its workers run on."""
+        """Stop the fork server (the next start() starts another); the kernel ends the workers
+        it leaves (see _die_with_the_server)."""
         if self._socket is not None:
             self._socket.close()
             self._socket = None
